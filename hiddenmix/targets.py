@@ -1,0 +1,231 @@
+"""Soft targets from a `MixPlan`, and the losses that take them.
+
+`soft = λ·smooth(y) + (1 - λ)·smooth(y[π])` with the λ the plan actually realised. Label smoothing is applied to
+each label before mixing (so a mixed target is a mix of two smoothed labels, as in timm). Rows whose label, or
+whose partner's label, is `ignore_index` are left out of the loss rather than turned into garbage targets.
+
+Soft targets never go through a `transformers` model's own loss: float labels silently switch a
+`...ForSequenceClassification` to `BCEWithLogitsLoss` and persist `config.problem_type`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .config import PROBLEM_TYPES
+from .plan import MixPlan
+
+
+@dataclass(frozen=True)
+class SoftTargets:
+    """Mixed targets and the rows that count.
+
+    Attributes:
+        target: `[B, C]` class probabilities (single-label), `[B, C]` per-class probabilities (multi-label), or
+            `[B]` / `[B, K]` values (regression).
+        valid: `[B]` bool; False for rows left out (ignore_index on the row or on its partner).
+        problem_type: which of the three the targets are for.
+    """
+
+    target: Tensor
+    valid: Tensor
+    problem_type: str
+
+
+def _check_on_device(ok: Tensor, message: str) -> None:
+    """Raise `ValueError(message)` unless `ok` holds; without a host-device sync off the CPU.
+
+    On the CPU the check is free and the error is a plain `ValueError`. Elsewhere reading the value would stall
+    the device queue, so the check is queued on the device (`torch._assert_async`) and fails the step there.
+    """
+    if ok.device.type == "cpu":
+        if not bool(ok.all()):
+            raise ValueError(message)
+    else:
+        torch._assert_async(ok.all(), message)
+
+
+def infer_problem_type(labels: Tensor) -> str:
+    """Guess the problem type from labels: class ids or `[B, C]` float rows (C > 1) are single-label, float
+    `[B]` / `[B, 1]` values are regression. Multi-label rows and multi-output regression look like single-label
+    rows, so they must be named with `problem_type`.
+    """
+    if not labels.is_floating_point():
+        return "single_label_classification"
+    if labels.dim() == 2 and labels.shape[1] > 1:
+        return "single_label_classification"
+    return "regression"
+
+
+def smooth_one_hot(labels: Tensor, num_classes: int, smoothing: float, ignore_index: int = -100) -> Tensor:
+    """`[B]` class ids -> `[B, C]` float32 rows; `ignore_index` rows become uniform (they are masked anyway)."""
+    off = smoothing / num_classes
+    on = 1.0 - smoothing + off
+    safe = torch.where(labels == ignore_index, torch.zeros_like(labels), labels)
+    rows = torch.full((labels.shape[0], num_classes), off, device=labels.device, dtype=torch.float32)
+    return rows.scatter(1, safe[:, None], on)
+
+
+def mix_targets(
+    labels: Tensor,
+    plan: MixPlan,
+    *,
+    num_classes: int | None = None,
+    problem_type: str | None = None,
+    label_smoothing: float = 0.0,
+    ignore_index: int = -100,
+) -> SoftTargets:
+    """Soft targets of a batch mixed by `plan`.
+
+    Args:
+        labels: class ids `[B]` (int), one-hot or probability rows `[B, C]`, multi-label 0/1 rows `[B, C]`, or
+            regression values `[B]` / `[B, K]`.
+        plan: the plan of the forward the targets are for.
+        num_classes: C; required for class ids, checked against rows.
+        problem_type: `single_label_classification`, `multi_label_classification` or `regression`;
+            None infers it (`infer_problem_type`).
+        label_smoothing: ε applied to each label before mixing (classification only).
+        ignore_index: class id of rows to leave out.
+    """
+    if not torch.is_tensor(labels):
+        raise TypeError(f"labels must be a tensor; got {type(labels).__name__}.")
+    batch = plan.batch_size
+    if labels.dim() == 0 or labels.shape[0] != batch:
+        raise ValueError(f"labels have shape {tuple(labels.shape)} but the plan mixed a batch of {batch}.")
+    if labels.device != plan.device:
+        labels = labels.to(plan.device)
+    if problem_type is None:
+        problem_type = infer_problem_type(labels)
+    if problem_type not in PROBLEM_TYPES:
+        raise ValueError(f"problem_type={problem_type!r} is not allowed; choose one of {list(PROBLEM_TYPES)}.")
+    index, lam = plan.index, plan.lam_target
+
+    if problem_type == "regression":
+        if not labels.is_floating_point():
+            raise ValueError(f"regression labels must be floating point; got dtype {labels.dtype}.")
+        values = labels.to(torch.float32)
+        weight = lam.reshape(-1, *([1] * (values.dim() - 1)))
+        target = torch.lerp(values[index], values, weight)
+        return SoftTargets(target, torch.ones(batch, dtype=torch.bool, device=labels.device), problem_type)
+
+    if problem_type == "single_label_classification" and not labels.is_floating_point():
+        if labels.dim() != 1:
+            raise ValueError(
+                f"class-id labels must have shape [B]; got {tuple(labels.shape)}. Token-level labels "
+                "(e.g. token classification) cannot be mixed by a sequence-level plan."
+            )
+        if num_classes is None:
+            raise ValueError("num_classes is needed to turn class ids into soft targets; pass num_classes=.")
+        ignored = labels == ignore_index
+        _check_on_device(
+            ignored | ((labels >= 0) & (labels < num_classes)),
+            f"labels must be class ids in [0, {num_classes}) or ignore_index={ignore_index} "
+            f"(num_classes={num_classes}); a larger id means num_classes is too small.",
+        )
+        rows = smooth_one_hot(labels, num_classes, label_smoothing, ignore_index)
+        partner_counts = lam < 1  # an ignored partner only matters if some of it was mixed in
+        valid = ~ignored & ~(ignored[index] & partner_counts)
+    else:
+        if labels.dim() != 2:
+            raise ValueError(f"{problem_type} labels given as rows must have shape [B, C]; got {tuple(labels.shape)}.")
+        if num_classes is not None and labels.shape[1] != num_classes:
+            raise ValueError(f"labels have {labels.shape[1]} classes per row but num_classes={num_classes}.")
+        rows = labels.to(torch.float32)
+        if label_smoothing > 0:
+            classes = rows.shape[1] if problem_type == "single_label_classification" else 2
+            rows = rows * (1.0 - label_smoothing) + label_smoothing / classes
+        valid = torch.ones(batch, dtype=torch.bool, device=labels.device)
+    target = torch.lerp(rows[index], rows, lam[:, None].to(rows.dtype))
+    return SoftTargets(target, valid, problem_type)
+
+
+def _masked_mean(per_row: Tensor, valid: Tensor | None) -> Tensor:
+    if valid is None:
+        return per_row.mean()
+    weight = valid.to(per_row.dtype)
+    return (per_row * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def soft_target_cross_entropy(logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Mean over rows of `-Σ_c target_c · log_softmax(logits)_c`.
+
+    Args:
+        logits: `[B, C]`.
+        target: `[B, C]` probabilities (rows of a mixed or smoothed target).
+        valid: optional `[B]` bool; rows with False are left out of the mean (the loss is 0 if none count).
+    """
+    if logits.shape != target.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(target.shape)} must have the same shape.")
+    per_row = -(target.to(torch.float32) * F.log_softmax(logits.to(torch.float32), dim=-1)).sum(-1)
+    return _masked_mean(per_row, valid)
+
+
+def soft_target_bce(logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Multi-label binary cross-entropy on mixed per-class probabilities, mean over classes and valid rows."""
+    if logits.shape != target.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(target.shape)} must have the same shape.")
+    per_row = F.binary_cross_entropy_with_logits(
+        logits.to(torch.float32), target.to(torch.float32), reduction="none"
+    ).mean(-1)
+    return _masked_mean(per_row, valid)
+
+
+def soft_target_mse(predictions: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Mean squared error against mixed regression targets (a `[B, 1]` prediction matches `[B]` targets)."""
+    if predictions.dim() == target.dim() + 1 and predictions.shape[-1] == 1:
+        predictions = predictions.squeeze(-1)
+    if predictions.shape != target.shape:
+        raise ValueError(
+            f"predictions {tuple(predictions.shape)} and targets {tuple(target.shape)} must have the same shape."
+        )
+    per_row = (predictions.to(torch.float32) - target.to(torch.float32)).pow(2)
+    per_row = per_row.reshape(per_row.shape[0], -1).mean(-1)
+    return _masked_mean(per_row, valid)
+
+
+def soft_target_loss(logits: Tensor, targets: SoftTargets) -> Tensor:
+    """The loss that fits `targets.problem_type`: soft cross-entropy, multi-label BCE or MSE."""
+    if targets.problem_type == "single_label_classification":
+        return soft_target_cross_entropy(logits, targets.target, targets.valid)
+    if targets.problem_type == "multi_label_classification":
+        return soft_target_bce(logits, targets.target, targets.valid)
+    return soft_target_mse(logits, targets.target, targets.valid)
+
+
+def mixup_loss(
+    logits: Tensor,
+    labels: Tensor,
+    plan: MixPlan,
+    *,
+    num_classes: int | None = None,
+    problem_type: str | None = None,
+    label_smoothing: float = 0.0,
+    ignore_index: int = -100,
+) -> Tensor:
+    """`mix_targets` then `soft_target_loss`; `num_classes` defaults to the logits' last dimension."""
+    if problem_type != "regression" and torch.is_tensor(labels) and labels.dim() == 2 and labels.is_floating_point():
+        if logits.shape[-1] != labels.shape[-1]:
+            raise ValueError(
+                f"the model produces {logits.shape[-1]} logits per row but the targets have {labels.shape[-1]} "
+                "classes; check num_classes / num_labels."
+            )
+    if num_classes is None and problem_type != "regression" and logits.dim() == 2:
+        num_classes = logits.shape[-1]
+    targets = mix_targets(
+        labels,
+        plan,
+        num_classes=num_classes,
+        problem_type=problem_type,
+        label_smoothing=label_smoothing,
+        ignore_index=ignore_index,
+    )
+    if targets.problem_type != "regression" and logits.shape[-1] != targets.target.shape[-1]:
+        raise ValueError(
+            f"the model produces {logits.shape[-1]} logits per row but the targets have "
+            f"{targets.target.shape[-1]} classes; check num_classes / num_labels."
+        )
+    return soft_target_loss(logits, targets)
