@@ -30,6 +30,11 @@ from .targets import SoftTargets, _check_on_device, mix_targets, mixup_loss
 _TEXT_INPUTS = ("input_ids", "inputs_embeds")
 
 
+def _in_backward() -> bool:
+    """True while autograd runs a backward pass (where gradient checkpointing may re-run layer forwards)."""
+    return torch._C._current_graph_task_id() != -1
+
+
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The module the user's call reaches: strips DDP / DataParallel / `torch.compile` wrappers."""
     while True:
@@ -81,6 +86,7 @@ class HiddenMixer:
         self._plan: MixPlan | None = None
         self._forced: MixPlan | None = None
         self._paused = False
+        self._active = False  # True from the entry pre-hook to the end of that forward
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._call = 0
         self._union_cache: dict[int, tuple[Tensor, Tensor | None]] = {}
@@ -99,7 +105,7 @@ class HiddenMixer:
         else:
             self.stack = find_layer_stack(base, config.layer_stack)
             self.layers = self.stack.resolve_layers(config.layers)
-        self._attach()
+        self.attach()
 
     # ------------------------------------------------------------------ public API
     @property
@@ -205,9 +211,13 @@ class HiddenMixer:
             return MixPlan.identity(labels.shape[0], labels.device, site=self.config.site)
         return plan
 
-    def _attach(self) -> None:
+    def attach(self) -> None:
+        """Register the hooks (done by the constructor; call again after `remove()` to re-attach)."""
+        if self._handles:
+            return
         try:
             self._handles.append(self.entry.register_forward_pre_hook(self._on_forward, with_kwargs=True))
+            self._handles.append(self.entry.register_forward_hook(self._after_forward, always_call=True))
             if self.stack is not None:
                 for i, layer in enumerate(self.stack.modules):
                     self._handles.append(
@@ -230,6 +240,7 @@ class HiddenMixer:
     def _on_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         """Entry pre-hook: draw this forward's plan (and mix pixels at the `input` site)."""
         self._plan = None
+        self._active = False
         self._call = 0
         self._union_cache.clear()
         if self._paused or not self.config.enabled or not self.model.training:
@@ -276,7 +287,19 @@ class HiddenMixer:
         elif plan.batch_size != batch:
             raise ValueError(f"the plan given to use_plan mixes a batch of {plan.batch_size}; this batch has {batch}.")
         self._plan = plan
+        self._active = True
         return None
+
+    def _after_forward(self, module: nn.Module, args: tuple, output: Any) -> None:
+        self._active = False
+
+    def _layer_plan(self) -> MixPlan | None:
+        """The plan layer hooks apply: only inside the forward that drew it, or a backward recomputing it (so a
+        direct call of a submodule, e.g. `model.bert(...)`, is never mixed by a stale plan)."""
+        plan = self._plan
+        if plan is None or not plan.mixed or not (self._active or _in_backward()):
+            return None
+        return plan
 
     def _mix_pixels(self, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         pixels = self._argument("pixel_values", args, kwargs)
@@ -288,6 +311,7 @@ class HiddenMixer:
         self._plan = plan
         if not plan.mixed:
             return None
+        self._active = True
         mixed = mix_images(pixels, plan.index, plan.lam, plan.boxes, plan.use_cutmix)
         if "pixel_values" in kwargs:
             return args, {**kwargs, "pixel_values": mixed}
@@ -328,8 +352,8 @@ class HiddenMixer:
         stack = self.stack
 
         def pre_hook(module: nn.Module, args: tuple, kwargs: dict):
-            plan = self._plan
-            if plan is None or not plan.mixed:
+            plan = self._layer_plan()
+            if plan is None:
                 if stack.shared:
                     self._call += 1
                 return None
@@ -358,8 +382,8 @@ class HiddenMixer:
         stack = self.stack
 
         def hook(module: nn.Module, args: tuple, output: Any):
-            plan = self._plan
-            if plan is None or not plan.mixed or plan.site != "hidden":
+            plan = self._layer_plan()
+            if plan is None or plan.site != "hidden":
                 return None
             call = module_index if not stack.shared else self._call - 1
             if call != plan.layer:

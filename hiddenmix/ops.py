@@ -82,9 +82,12 @@ def apply_pad_policy(weight: Tensor, token_mask: Tensor, index: Tensor, policy: 
 def mix_sequence(hidden: Tensor, index: Tensor, weight: Tensor, token_mask: Tensor | None, policy: str) -> Tensor:
     """Mix hidden states `[B, T, D]` with a `[B, T]` weight map (already adjusted by `apply_pad_policy`)."""
     if policy == "zero" and token_mask is not None:
-        real = _broadcast_to(token_mask, hidden)
-        masked = hidden * real  # pad states -> 0 before mixing
-        return torch.lerp(masked[index], masked, _broadcast_to(weight, hidden))
+        own_real = token_mask.bool()
+        other_real = own_real[index]
+        one_real = own_real ^ other_real  # only here does a pad state meet real content
+        own = torch.where(_broadcast_to(one_real & ~own_real, hidden).bool(), 0.0, hidden)
+        other = torch.where(_broadcast_to(one_real & ~other_real, hidden).bool(), 0.0, hidden[index])
+        return torch.lerp(other, own, _broadcast_to(weight, hidden))
     return interpolate(hidden, index, weight)
 
 

@@ -103,6 +103,7 @@ class MixPlan:
         """A Mixup plan with a given partner `index` and λ, e.g. for tests or a hand-made schedule."""
         index = torch.as_tensor(index, dtype=torch.long)
         lam = torch.as_tensor(lam, dtype=torch.float32, device=index.device).expand(index.shape[0]).clone()
+        index = torch.where(lam < 1, index, torch.arange(index.shape[0], device=index.device))  # see sample()
         weights = lam_target = None
         if token_mask is not None:
             weights = apply_pad_policy(lam[:, None].expand(token_mask.shape).clone(), token_mask, index, pad_policy)
@@ -289,20 +290,25 @@ class PlanSampler:
             boxes = _per_sample(boxes, unit_of_sample, 0)
         if use_cut is not None:
             use_cut = _per_sample(use_cut, unit_of_sample, False)
-        alone = index == torch.arange(batch_size, device=device)
-        lam = torch.where(alone, torch.ones_like(lam), lam)
-        lam_target = torch.where(alone, torch.ones_like(lam_target), lam_target)
-
         weights = None
         if sequence_length is not None:
             if grid is not None and grid != (1, sequence_length):
                 raise ValueError(f"a sequence site needs grid=(1, {sequence_length}); got {grid}.")
-            boxes_seq = boxes
-            weights = weight_map(lam, (1, sequence_length), boxes_seq, use_cut)[:, 0, :]  # (B, T)
-            if token_mask is not None:
-                weights = apply_pad_policy(weights, token_mask, index, cfg.pad_policy)
-                if cfg.correct_lam_tokens:
-                    lam_target = token_share_lam(weights, token_mask, index, lam_target)
+            weights = weight_map(lam, (1, sequence_length), boxes, use_cut)[:, 0, :]  # (B, T)
+            takes_some = (weights < 1).any(-1)
+        else:
+            takes_some = lam_target < 1
+        # A sample that takes nothing from its partner (λ = 1, an empty box, no partner) is its own partner, so
+        # the union mask and the padding policy leave it exactly as the plain forward would.
+        arange = torch.arange(batch_size, device=device)
+        index = torch.where(takes_some, index, arange)
+        alone = index == arange
+        lam = torch.where(alone, torch.ones_like(lam), lam)
+        lam_target = torch.where(alone, torch.ones_like(lam_target), lam_target)
+        if weights is not None and token_mask is not None:
+            weights = apply_pad_policy(weights, token_mask, index, cfg.pad_policy)
+            if cfg.correct_lam_tokens:
+                lam_target = token_share_lam(weights, token_mask, index, lam_target)
         return MixPlan(
             index=index,
             lam=lam,

@@ -1,0 +1,133 @@
+"""Training-step overhead of HiddenMixer on a real text model: median step time with and without the mixer.
+
+    python benchmarks/bench_text_overhead.py                       # MiniLM, batch 16 x 128, CPU
+    python benchmarks/bench_text_overhead.py --device cuda --batch-size 32 --model bert-base-config
+
+One step = forward + soft-target loss + backward. The configurations run interleaved (plain, embeddings,
+hidden, plain, ...) so that drifts of a noisy machine hit all of them alike; the table gives the median and the
+ratio to the plain step measured in the same run. With `--device cuda` the mixed steps also run under
+`torch.cuda.set_sync_debug_mode("error")`, which raises on any host-device synchronisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from transformers import AutoConfig, AutoModelForSequenceClassification  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+from hiddenmix import HiddenMixer, MixConfig  # noqa: E402
+
+
+def build_model(name: str, device: str):
+    if name == "minilm":
+        try:
+            from hiddenmix.data import minilm_path
+
+            return AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=5).to(device), name
+        except ImportError:
+            name = "tiny-config"
+    if name == "bert-base-config":
+        config = AutoConfig.for_model("bert", num_labels=5)  # BERT-base sizes, random init
+    else:
+        config = AutoConfig.for_model(
+            "bert", hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512, num_labels=5
+        )
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_config(config).to(device), name
+
+
+def make_batch(batch_size: int, length: int, vocab: int, device: str):
+    gen = torch.Generator().manual_seed(0)
+    # real padding: lengths spread between a quarter and all of the length
+    lengths = torch.linspace(length // 4, length, batch_size).long()
+    mask = (torch.arange(length)[None, :] < lengths[:, None]).long()
+    ids = torch.randint(1000, vocab, (batch_size, length), generator=gen) * mask
+    labels = torch.randint(0, 5, (batch_size,), generator=gen)
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}, labels.to(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="minilm", choices=["minilm", "bert-base-config", "tiny-config"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args()
+    hf_logging.set_verbosity_error()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, model_name = build_model(args.model, args.device)
+    model.train()
+    batch, labels = make_batch(args.batch_size, args.length, model.config.vocab_size, args.device)
+    cuda = args.device.startswith("cuda")
+
+    configs = {
+        "plain": None,
+        "embeddings mixup": MixConfig(site="embeddings", seed=0),
+        "hidden mixup (any layer)": MixConfig(site="hidden", seed=0),
+        "hidden, keep + token λ": MixConfig(site="hidden", seed=0, pad_policy="keep", correct_lam_tokens=True),
+    }
+    mixers = {name: HiddenMixer(model, cfg) if cfg else None for name, cfg in configs.items()}
+    for mixer in mixers.values():
+        if mixer is not None:
+            mixer.remove()  # attached only while its configuration is timed
+
+    def step(name: str) -> float:
+        mixer = mixers[name]
+        if mixer is not None:
+            mixer.attach()
+        try:
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            if cuda and mixer is not None:
+                torch.cuda.set_sync_debug_mode("error")
+            logits = model(**batch).logits
+            loss = mixer.loss(logits, labels) if mixer is not None else F.cross_entropy(logits, labels)
+            if cuda:
+                torch.cuda.set_sync_debug_mode(0)
+            loss.backward()
+            if cuda:
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - start
+        finally:
+            if cuda:
+                torch.cuda.set_sync_debug_mode(0)
+            if mixer is not None:
+                mixer.remove()
+        model.zero_grad(set_to_none=True)
+        return elapsed
+
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    for r in range(args.warmup + args.repeats):
+        for name in configs:
+            t = step(name)
+            if r >= args.warmup:
+                times[name].append(t)
+
+    base = statistics.median(times["plain"])
+    command = "python " + " ".join(sys.argv)
+    device = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
+    print(f"model={model_name}  batch={args.batch_size}x{args.length}  device={device}  repeats={args.repeats}")
+    print("| configuration | median step (ms) | min (ms) | ratio to plain |")
+    print("|---|---|---|---|")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        print(f"| {name} | {med * 1e3:.1f} | {min(ts) * 1e3:.1f} | {med / base:.3f} |")
+    print(f"\ncommand: {command}")
+
+
+if __name__ == "__main__":
+    main()
