@@ -89,7 +89,7 @@ class HiddenMixer:
         self._active = False  # True from the entry pre-hook to the end of that forward
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._call = 0
-        self._union_cache: dict[int, tuple[Tensor, Tensor | None]] = {}
+        self._union_cache: tuple[Tensor, Tensor | None] | None = None  # (mask, its union) of this forward
 
         # Every check runs before the model is touched.
         self._is_text = self._takes_text(entry)
@@ -165,7 +165,7 @@ class HiddenMixer:
             handle.remove()
         self._handles.clear()
         self._plan = None
-        self._union_cache.clear()
+        self._union_cache = None
 
     def __enter__(self) -> HiddenMixer:
         return self
@@ -237,12 +237,15 @@ class HiddenMixer:
                 return args[pos]
         return None
 
+    # Drawing a plan uses generators torch.compile cannot trace: the entry hook runs eagerly, before the model's
+    # forward, and the compiled layers only read the plan's tensors.
+    @torch.compiler.disable
     def _on_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         """Entry pre-hook: draw this forward's plan (and mix pixels at the `input` site)."""
         self._plan = None
         self._active = False
         self._call = 0
-        self._union_cache.clear()
+        self._union_cache = None
         if self._paused or not self.config.enabled or not self.model.training:
             return None
         cfg = self.config
@@ -281,7 +284,7 @@ class HiddenMixer:
         plan = self._forced
         if plan is None:
             grid = (1, seq_len) if (cfg.cutmix_on and seq_len is not None) else None
-            plan = self.sampler.sample(
+            plan = self._sample(
                 batch, reference.device, layers=self.layers, token_mask=token_mask, grid=grid, sequence_length=seq_len
             )
         elif plan.batch_size != batch:
@@ -289,6 +292,9 @@ class HiddenMixer:
         self._plan = plan
         self._active = True
         return None
+
+    def _sample(self, *args: Any, **kwargs: Any) -> MixPlan:
+        return self.sampler.sample(*args, **kwargs)
 
     def _after_forward(self, module: nn.Module, args: tuple, output: Any) -> None:
         self._active = False
@@ -307,7 +313,7 @@ class HiddenMixer:
             raise ValueError("MixConfig.site='input' needs pixel_values in the forward call.")
         if pixels.dim() != 4:
             raise ValueError(f"pixel_values must be [B, C, H, W]; got shape {tuple(pixels.shape)}.")
-        plan = self._forced or self.sampler.sample(pixels.shape[0], pixels.device, grid=tuple(pixels.shape[-2:]))
+        plan = self._forced or self._sample(pixels.shape[0], pixels.device, grid=tuple(pixels.shape[-2:]))
         self._plan = plan
         if not plan.mixed:
             return None
@@ -329,11 +335,12 @@ class HiddenMixer:
     def _union(self, mask: Tensor | None, plan: MixPlan) -> Tensor | None:
         if not torch.is_tensor(mask):
             return mask
-        cached = self._union_cache.get(id(mask))
+        # Layers usually all receive the same mask object: unite it once per forward.
+        cached = self._union_cache
         if cached is not None and cached[0] is mask:
             return cached[1]
         union = union_attention_mask(mask, plan.index, outer=self.stack.outer_mask)
-        self._union_cache[id(mask)] = (mask, union)
+        self._union_cache = (mask, union)
         return union
 
     def _mix_hidden(self, hidden: Tensor, plan: MixPlan) -> Tensor:

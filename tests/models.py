@@ -64,3 +64,9 @@ def padded_batch(model_type: str, batch: int = 4, length: int = 9, seed: int = 0
     ids = torch.randint(3, 99, (batch, length), generator=gen) * mask
     labels = torch.randint(0, 3, (batch,), generator=gen)
     return {"input_ids": ids, "attention_mask": mask}, labels
+
+
+def forward(model, batch, seed: int = 123):
+    """Logits of one forward with fixed dropout masks, so two runs differ only by what they mix."""
+    torch.manual_seed(seed)
+    return model(**batch).logits

@@ -1,16 +1,11 @@
 import pytest
 import torch
-from models import ARCHITECTURES, padded_batch, tiny_model
+from models import ARCHITECTURES, forward, padded_batch, tiny_model
 
 from hiddenmix import HiddenMixer, MixConfig, MixPlan
 
 SITES = ["embeddings", "hidden"]
 IDS = [f"{mt}-{impl}" for mt, impl in ARCHITECTURES]
-
-
-def forward(model, batch, seed=123):
-    torch.manual_seed(seed)  # same dropout masks in both runs
-    return model(**batch).logits
 
 
 @pytest.mark.parametrize("site", SITES)

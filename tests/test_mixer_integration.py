@@ -2,7 +2,7 @@ import importlib.util
 
 import pytest
 import torch
-from models import padded_batch, tiny_model
+from models import forward, padded_batch, tiny_model
 from transformers import AutoModelForSequenceClassification
 
 from hiddenmix import HiddenMixer, MixConfig, MixPlan, SiteNotFoundError
@@ -191,6 +191,10 @@ def test_torch_compile_runs_and_mixes():
         out = compiled(**batch).logits
     mixer.loss(out, labels).backward()
     torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-5)
+    # plan drawing runs eagerly before the model; the layers with their hooks trace into one graph
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(lambda **b: model(**b).logits)(**batch)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
     mixer.remove()
 
 
@@ -210,11 +214,6 @@ def test_ddp_wrapped_model_mixes_through_the_inner_module(tmp_path):
         assert not torch.allclose(out, plain)
     finally:
         dist.destroy_process_group()
-
-
-def forward(model, batch, seed=123):
-    torch.manual_seed(seed)
-    return model(**batch).logits
 
 
 @pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft is an optional dependency, not installed")
