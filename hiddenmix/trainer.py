@@ -221,6 +221,10 @@ class MixupTrainer(Trainer):
     Logged with the training loss, through `Trainer.log` (so TensorBoard, W&B, ... get them), over the steps since
     the last log and all processes: `mix/lam_mean` (mean λ of the mixed samples), `mix/batches_mixed` and
     `mix/samples_mixed` (shares), and `mix/layer_<k>` (share of the mixed batches mixed after layer k).
+
+    Attributes:
+        mixer: the `HiddenMixer` attached to the model.
+        last_plan: the `MixPlan` of the last training loss (an identity plan for an unmixed step).
     """
 
     # The loss is normalized by the number of counted rows of the whole accumulated batch (see `get_batch_samples`),
@@ -283,6 +287,8 @@ class MixupTrainer(Trainer):
         elif config is not mixer.config:
             mixer.set_config(config)
         self.mixer = mixer
+        # The plan the last training loss was computed with (after RegMixup's clean forward `mixer.plan` is None).
+        self.last_plan: MixPlan | None = None
         self.clean_loss_weight = float(clean_loss_weight)
         for callback in self.callback_handler.callbacks:
             if isinstance(callback, MixScheduleCallback) and callback.mixer is None:
@@ -366,6 +372,7 @@ class MixupTrainer(Trainer):
             if self.args.average_tokens_across_devices and self.args.world_size > 1:
                 # The count is global; DDP averages the gradients over processes, so undo that average.
                 loss = loss * self.accelerator.num_processes
+        self.last_plan = plan
         self._record_plan(plan)
         return (loss, outputs) if return_outputs else loss
 

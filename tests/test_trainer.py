@@ -90,7 +90,7 @@ class RecordingTrainer(MixupTrainer):
                 dict(
                     labels=labels,
                     logits=outputs.logits.detach().clone(),
-                    plan=self.mixer.plan,
+                    plan=self.last_plan,
                     loss=loss.detach().clone(),
                     num_items=num_items_in_batch,
                 )
@@ -441,8 +441,16 @@ def test_two_process_accelerate_launch_draws_different_plans_and_keeps_weights_i
         os.path.join(ROOT, "tests", "multiprocess_train.py"), "--output_dir", str(tmp_path),
     ]  # fmt: skip
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    files = [tmp_path / f"rank{r}.pt" for r in (0, 1)]
+    # The script leaves with os._exit(0) after a barrier so that gloo's intermittent abort at interpreter exit cannot
+    # happen (see the script). Should that abort still strike during the teardown, the exit code says nothing about
+    # the run: then, and only then, the complete result files (written whole before the barrier) are the verdict,
+    # and every assertion below still has to hold.
+    gloo_exit_abort = "terminate called without an active exception" in result.stderr and all(
+        f.is_file() for f in files
+    )
+    assert result.returncode == 0 or gloo_exit_abort, result.stdout[-3000:] + result.stderr[-5000:]
+    ranks = [torch.load(f) for f in files]
     assert [r["world_size"] for r in ranks] == [2, 2]  # really two processes, not two lone trainers
     assert all(r["done"] for r in ranks)
     gathered = ranks[0]["gathered_lams"]  # [2, steps, batch]: every rank's λ, gathered on rank 0
