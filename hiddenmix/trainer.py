@@ -323,7 +323,8 @@ class MixupTrainer(Trainer):
     def _counted_rows(self, labels: Tensor) -> Tensor:
         if labels.dim() == 1 and not labels.is_floating_point():
             return (labels != self.mixer.config.ignore_index).sum()
-        return torch.tensor(labels.shape[0], device=labels.device)
+        # a fill on the device, not a copy from the host (which would wait for the device queue)
+        return torch.full((), labels.shape[0], dtype=torch.long, device=labels.device)
 
     def compute_loss(
         self,
@@ -469,7 +470,7 @@ class MixupTrainer(Trainer):
                 "processes?)."
             )
             return False
-        self.mixer.load_state_dict(torch.load(path, weights_only=False))
+        self.mixer.load_state_dict(torch.load(path, weights_only=True))
         return True
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
