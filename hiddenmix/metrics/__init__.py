@@ -1,0 +1,87 @@
+"""Classification metrics that work offline: `evaluate` metric modules shipped inside the package.
+
+`evaluate.load("accuracy")` needs the hub; these modules load from their folder:
+
+```python
+import evaluate
+from hiddenmix.metrics import metric_path, classification_metrics
+
+ece = evaluate.load(metric_path("ece"))           # or load_metric("ece")
+trainer = MixupTrainer(..., compute_metrics=classification_metrics())   # accuracy, macro-F1, ECE
+```
+
+Calibration is what mixup mostly buys a pretrained text encoder (Park & Caragea, "On the Calibration of
+Pre-trained Language Models using Mixup Guided by Area Under the Margin and Saliency", ACL 2022), hence ECE.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+METRICS = ("accuracy", "f1", "ece")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def metric_path(name: str) -> str:
+    """The folder of the metric module `name` (one of `METRICS`), for `evaluate.load(path)`."""
+    if name not in METRICS:
+        raise ValueError(f"metric {name!r} is not shipped with hiddenmix; choose one of {list(METRICS)}.")
+    return os.path.join(_HERE, name)
+
+
+def load_metric(name: str, **kwargs: Any):
+    """`evaluate.load` of a shipped metric module; works without the hub."""
+    import evaluate
+
+    return evaluate.load(metric_path(name), **kwargs)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def classification_metrics(*, n_bins: int = 15, ignore_index: int = -100) -> Callable[[Any], dict[str, float]]:
+    """A `compute_metrics` for `Trainer`: accuracy, macro-F1 and ECE of single-label classification logits.
+
+    Args:
+        n_bins: number of equal-width confidence bins of the ECE.
+        ignore_index: references with this id are left out.
+
+    Returns:
+        A callable taking an `EvalPrediction` (logits `[N, C]`, class ids `[N]`) and returning
+        `{"accuracy", "macro_f1", "ece"}`.
+    """
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+        raise ValueError(f"n_bins={n_bins!r} must be an integer >= 1.")
+    accuracy, f1, ece = (load_metric(name) for name in METRICS)
+
+    def compute_metrics(eval_prediction: Any) -> dict[str, float]:
+        logits, labels = eval_prediction.predictions, eval_prediction.label_ids
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+        if logits.ndim != 2 or labels.ndim != 1 or logits.shape[0] != labels.shape[0]:
+            raise ValueError(
+                "classification_metrics expects single-label logits [N, C] and class ids [N]; got "
+                f"{logits.shape} and {labels.shape}."
+            )
+        keep = labels != ignore_index
+        logits, labels = logits[keep], labels[keep]
+        probs = _softmax(logits)
+        predictions = probs.argmax(-1)
+        return {
+            "accuracy": accuracy.compute(predictions=predictions, references=labels)["accuracy"],
+            "macro_f1": f1.compute(predictions=predictions, references=labels, average="macro")["f1"],
+            "ece": ece.compute(predictions=probs, references=labels, n_bins=n_bins)["ece"],
+        }
+
+    return compute_metrics
+
+
+__all__ = ["METRICS", "classification_metrics", "load_metric", "metric_path"]

@@ -1,0 +1,1 @@
+"""The `accuracy` metric module (load it with `evaluate.load` on this folder)."""

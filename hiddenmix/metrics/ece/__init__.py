@@ -1,0 +1,1 @@
+"""The `ece` metric module (load it with `evaluate.load` on this folder)."""
