@@ -79,7 +79,7 @@ class MixConfig:
 
     mixup_alpha: float = field(default=0.4, metadata={"help": "Mixup λ ~ Beta(α, α); 0 turns Mixup off."})
     cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix λ ~ Beta(α, α); 0 turns CutMix off."})
-    cutmix_minmax: tuple[float, float] | None = field(
+    cutmix_minmax: list[float] | None = field(
         default=None, metadata={"help": "(min, max) box side share, sampled uniformly; overrides cutmix_alpha."}
     )
     prob: float = field(
@@ -95,7 +95,7 @@ class MixConfig:
     )
     ignore_index: int = field(default=-100, metadata={"help": "Class id of rows left out of the loss."})
     site: str = field(default="hidden", metadata={"help": "input | embeddings | hidden: where to mix."})
-    layers: tuple[int, ...] | None = field(
+    layers: list[int] | None = field(
         default=None, metadata={"help": "0-based layer indices whose output may be mixed; one drawn per forward."}
     )
     layer_stack: str | None = field(default=None, metadata={"help": "Dotted path of the layer list, if not found."})

