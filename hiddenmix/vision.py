@@ -481,7 +481,9 @@ def save_mixed_grid(
         return str(class_names[i]) if class_names is not None else str(i)
 
     rows = math.ceil(batch / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(1.6 * columns, 2.1 * rows + 0.4), squeeze=False, layout="constrained"
+    )
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k >= batch:
@@ -495,7 +497,6 @@ def save_mixed_grid(
         ax.set_title(caption, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
