@@ -29,7 +29,7 @@ def interpolate(x: Tensor, index: Tensor, weight: Tensor) -> Tensor:
             f"cannot interpolate a tensor of dtype {x.dtype}: integer inputs such as token ids are never mixed; "
             "mix at site='embeddings' or site='hidden' instead."
         )
-    return torch.lerp(x.index_select(0, index), x, _broadcast_to(weight, x))
+    return torch.lerp(x[index], x, _broadcast_to(weight, x))
 
 
 def box_masks(boxes: Tensor, height: int, width: int) -> Tensor:

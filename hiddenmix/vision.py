@@ -173,15 +173,15 @@ def mix_pixels(pixel_values: Tensor, plan: MixPlan, *, masks: Tensor | None = No
             weights = torch.stack([lam, 1.0 - lam], dim=1)  # (B, 2)
             flat = x.reshape(batch, -1)  # a view for contiguous batches
             return F.embedding_bag(bags, flat, per_sample_weights=weights, mode="sum").view(x.shape)
-        return torch.lerp(
-            x.index_select(0, plan.index), x, plan.lam.to(x.dtype).reshape(batch, *([1] * (x.dim() - 1)))
-        )
+        return torch.lerp(x[plan.index], x, plan.lam.to(x.dtype).reshape(batch, *([1] * (x.dim() - 1))))
 
     if masks is None:
         masks = box_masks(plan.boxes, height, width)  # (B, H, W)
     elif tuple(masks.shape) != (batch, height, width):
         raise ValueError(f"masks must have shape {(batch, height, width)}; got {tuple(masks.shape)}.")
-    partner = x.index_select(0, plan.index)  # (B, C, H, W): the one copy; the result is written into it
+    # (B, C, H, W): the one copy; the result is written into it. Advanced indexing, not index_select: on CPU
+    # index_select opens one parallel region per row of a large batch, each a thread wake-up on a busy machine.
+    partner = x[plan.index]
     if plan.use_cutmix is None:  # pure CutMix: exact pastes, any dtype
         inside = masks.reshape(batch, *([1] * lead), height, width)
         if x.requires_grad:
