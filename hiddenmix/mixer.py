@@ -22,10 +22,11 @@ import torch
 from torch import Tensor, nn
 
 from .config import MixConfig
-from .ops import mix_images, mix_sequence, union_attention_mask
+from .ops import mix_sequence, union_attention_mask
 from .plan import MixPlan, PlanSampler
 from .sites import LayerStack, find_layer_stack, is_decoder_only
 from .targets import SoftTargets, _check_on_device, mix_targets, mixup_loss
+from .vision import check_patch_cutmix, check_pixel_values, mix_pixels, patch_grid, patch_token_weights
 
 _TEXT_INPUTS = ("input_ids", "inputs_embeds")
 
@@ -105,6 +106,8 @@ class HiddenMixer:
         else:
             self.stack = find_layer_stack(base, config.layer_stack)
             self.layers = self.stack.resolve_layers(config.layers)
+            if config.cutmix_on and not self._is_text:  # ViT-family: CutMix boxes on the patch grid
+                check_patch_cutmix(getattr(base, "config", None), config.site)
         self.attach()
 
     # ------------------------------------------------------------------ public API
@@ -262,6 +265,8 @@ class HiddenMixer:
                 f"{type(module).__name__} was called without input_ids, inputs_embeds or pixel_values; "
                 "hiddenmix needs one of them to size the plan."
             )
+        if not self._is_text:
+            check_pixel_values(reference, num_channels=getattr(self.model.config, "num_channels", None))
         batch = reference.shape[0]
         token_mask = None
         seq_len = None
@@ -284,7 +289,9 @@ class HiddenMixer:
         plan = self._forced
         if plan is None:
             grid = (1, seq_len) if (cfg.cutmix_on and seq_len is not None) else None
-            plan = self._sample(
+            if cfg.cutmix_on and not self._is_text:  # patch-token CutMix: boxes on the patch grid of this batch
+                grid = patch_grid(self.model.config, tuple(reference.shape[-2:]))
+            plan = self.sampler.sample(
                 batch, reference.device, layers=self.layers, token_mask=token_mask, grid=grid, sequence_length=seq_len
             )
         elif plan.batch_size != batch:
@@ -292,9 +299,6 @@ class HiddenMixer:
         self._plan = plan
         self._active = True
         return None
-
-    def _sample(self, *args: Any, **kwargs: Any) -> MixPlan:
-        return self.sampler.sample(*args, **kwargs)
 
     def _after_forward(self, module: nn.Module, args: tuple, output: Any) -> None:
         self._active = False
@@ -311,14 +315,13 @@ class HiddenMixer:
         pixels = self._argument("pixel_values", args, kwargs)
         if pixels is None:
             raise ValueError("MixConfig.site='input' needs pixel_values in the forward call.")
-        if pixels.dim() != 4:
-            raise ValueError(f"pixel_values must be [B, C, H, W]; got shape {tuple(pixels.shape)}.")
-        plan = self._forced or self._sample(pixels.shape[0], pixels.device, grid=tuple(pixels.shape[-2:]))
+        check_pixel_values(pixels, num_channels=getattr(self.model.config, "num_channels", None))
+        plan = self._forced or self.sampler.sample(pixels.shape[0], pixels.device, grid=tuple(pixels.shape[-2:]))
         self._plan = plan
         if not plan.mixed:
             return None
         self._active = True
-        mixed = mix_images(pixels, plan.index, plan.lam, plan.boxes, plan.use_cutmix)
+        mixed = mix_pixels(pixels, plan)
         if "pixel_values" in kwargs:
             return args, {**kwargs, "pixel_values": mixed}
         pos = self._entry_params.index("pixel_values")
@@ -345,6 +348,8 @@ class HiddenMixer:
 
     def _mix_hidden(self, hidden: Tensor, plan: MixPlan) -> Tensor:
         weights = plan.weights
+        if weights is None and plan.boxes is not None and plan.grid is not None and plan.grid[0] > 1:
+            weights = patch_token_weights(plan, hidden.shape[1])  # ViT-family: a box on the patch grid
         if weights is None:  # plan without per-token weights (given by hand): per-sample λ
             weights = plan.lam[:, None].expand(hidden.shape[0], hidden.shape[1])
         if hidden.dim() < 3 or tuple(hidden.shape[:2]) != tuple(weights.shape):

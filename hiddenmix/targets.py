@@ -109,7 +109,7 @@ def mix_targets(
             raise ValueError(f"regression labels must be floating point; got dtype {labels.dtype}.")
         values = labels.to(torch.float32)
         weight = lam.reshape(-1, *([1] * (values.dim() - 1)))
-        target = torch.lerp(values[index], values, weight)
+        target = torch.lerp(values.index_select(0, index), values, weight)
         return SoftTargets(target, torch.ones(batch, dtype=torch.bool, device=labels.device), problem_type)
 
     if problem_type == "single_label_classification" and not labels.is_floating_point():
@@ -139,7 +139,7 @@ def mix_targets(
             classes = rows.shape[1] if problem_type == "single_label_classification" else 2
             rows = rows * (1.0 - label_smoothing) + label_smoothing / classes
         valid = torch.ones(batch, dtype=torch.bool, device=labels.device)
-    target = torch.lerp(rows[index], rows, lam[:, None].to(rows.dtype))
+    target = torch.lerp(rows.index_select(0, index), rows, lam[:, None].to(rows.dtype))
     return SoftTargets(target, valid, problem_type)
 
 
