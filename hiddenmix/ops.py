@@ -134,23 +134,3 @@ def union_attention_mask(mask: Tensor | None, index: Tensor, *, outer: bool = Fa
         keys = torch.maximum(keys, keys[index])
         return keys * keys.transpose(-1, -2) if mask.dtype != torch.bool else keys & keys.transpose(-1, -2)
     return torch.maximum(mask, mask[index])
-
-
-def mix_images(images: Tensor, index: Tensor, lam: Tensor, boxes: Tensor | None, use_cutmix: Tensor | None) -> Tensor:
-    """Mixup / CutMix of `[B, C, H, W]` images (or any `[B, ..., H, W]`) in one vectorised pass.
-
-    Mixup rows are `λ·x + (1 - λ)·x[index]`; CutMix rows take `x[index]` inside their box. With no boxes this is
-    a single `lerp`; with boxes only, a single `where`.
-    """
-    if boxes is None:
-        return interpolate(images, index, lam)
-    if not images.is_floating_point():
-        raise TypeError(f"cannot mix images of dtype {images.dtype}; convert them to a floating dtype first.")
-    height, width = images.shape[-2:]
-    lead = images.dim() - 3  # dims between batch and (H, W), e.g. channels
-    if use_cutmix is None:
-        inside = box_masks(boxes, height, width).reshape(boxes.shape[0], *([1] * lead), height, width)
-        return torch.where(inside, images[index], images)
-    weight = weight_map(lam, (height, width), boxes, use_cutmix)
-    weight = weight.reshape(boxes.shape[0], *([1] * lead), height, width).to(images.dtype)
-    return torch.lerp(images[index], images, weight)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hiddenmix import MixConfig, PlanSampler, interpolate, mix_images, token_share_lam, union_attention_mask
+from hiddenmix import MixConfig, PlanSampler, interpolate, mix_pixels, token_share_lam, union_attention_mask
 from hiddenmix.ops import apply_pad_policy, mix_sequence
 
 INDEX = torch.tensor([2, 0, 1])
@@ -140,9 +140,9 @@ def test_plan_with_token_lam_correction_uses_the_mask():
     assert not torch.allclose(plan.lam_target, plan.lam)
 
 
-def test_mix_images_never_changes_the_input():
+def test_mix_pixels_never_changes_the_input():
     images = torch.rand(4, 3, 8, 8)
     before = images.clone()
     plan = PlanSampler(MixConfig(seed=0, cutmix_alpha=1.0), rank=0).sample(4, "cpu", grid=(8, 8), layers=(0,))
-    mix_images(images, plan.index, plan.lam, plan.boxes, plan.use_cutmix)
+    mix_pixels(images, plan)
     assert torch.equal(images, before)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hiddenmix import MixConfig, MixPlan, PlanSampler, box_masks, mix_images
+from hiddenmix import MixConfig, MixPlan, PlanSampler, box_masks, mix_pixels
 
 
 def sample(batch=8, grid=None, **cfg):
@@ -71,7 +71,7 @@ def test_batch_size_one_is_a_stated_no_mix():
 def test_odd_batches_work(mode):
     plan = sample(7, grid=(6, 6), mode=mode, cutmix_alpha=1.0)
     images = torch.rand(7, 3, 6, 6)
-    assert mix_images(images, plan.index, plan.lam, plan.boxes, plan.use_cutmix).shape == images.shape
+    assert mix_pixels(images, plan).shape == images.shape
 
 
 def test_prob_zero_and_disabled_never_mix():
@@ -108,7 +108,7 @@ def test_realised_cutmix_lam_is_exactly_the_unpasted_share(mode, minmax):
     batch, height, width = 32, 13, 9
     plan = sample(batch, grid=(height, width), mode=mode, mixup_alpha=0.0, cutmix_alpha=1.0, cutmix_minmax=minmax)
     images = torch.arange(batch, dtype=torch.float32)[:, None, None, None].expand(batch, 3, height, width)
-    mixed = mix_images(images, plan.index, plan.lam, plan.boxes, plan.use_cutmix)
+    mixed = mix_pixels(images, plan)
     own_pixels = (mixed[:, 0] == torch.arange(batch, dtype=torch.float32)[:, None, None]).sum((1, 2))
     alone = plan.index == torch.arange(batch)
     # exact to the pixel: λ·H·W is the number of pixels the sample kept
