@@ -7,11 +7,41 @@ import dataclasses
 import json
 import os
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# MixConfig options whose names TrainingArguments already takes get a `mix_` prefix on the command line
+_RENAMED = {"seed": "mix_seed"}
+
+
+def _mix_arguments_class() -> type:
+    """A dataclass with every field of `MixConfig` (renamed where `TrainingArguments` has the name), so one
+    `HfArgumentParser` takes both; `to_mix_config` turns it back into a validated `MixConfig`."""
+    from .config import MixConfig
+
+    hints = typing.get_type_hints(MixConfig)
+    fields = [
+        (_RENAMED.get(f.name, f.name), hints[f.name], dataclasses.field(default=f.default, metadata=f.metadata))
+        for f in dataclasses.fields(MixConfig)
+    ]
+    return dataclasses.make_dataclass("MixArguments", fields)
+
+
+MixArguments = _mix_arguments_class()
+
+
+def to_mix_config(arguments: Any):
+    """The `MixConfig` of parsed `MixArguments` (validated: a bad value names the field)."""
+    from .config import MixConfig
+
+    inverse = {v: k for k, v in _RENAMED.items()}
+    return MixConfig(
+        **{inverse.get(f.name, f.name): getattr(arguments, f.name) for f in dataclasses.fields(arguments)}
+    )
 
 
 def parse_args(dataclass_types: Sequence[type], args: Sequence[str] | None = None) -> tuple:

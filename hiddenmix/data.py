@@ -140,7 +140,12 @@ def load_text_dataset(
         text_column, label_column = text_column or default_text, label_column or default_label
         raw = _load_builtin(builtin)
     elif Path(dataset).exists():
-        raw = _load_files(Path(dataset))
+        try:
+            raw = _load_files(Path(dataset))
+        except ValueError as err:
+            if "corresponds to no data" in str(err) or "empty" in str(err).lower():  # datasets' words for no rows
+                raise ValueError(f"dataset={dataset!r}: the training split is empty (no rows).") from err
+            raise
     else:
         try:
             raw = datasets.load_dataset(dataset)

@@ -15,6 +15,7 @@ line overrides the file.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -34,12 +35,19 @@ from transformers import (  # noqa: E402
 )
 from transformers.utils import logging as hf_logging  # noqa: E402
 
-from hiddenmix import MixConfig  # noqa: E402
-from hiddenmix.cli import check_output_dir, finish_distributed, parse_args, reliability_diagram, write_json  # noqa: E402
+from hiddenmix.cli import (  # noqa: E402
+    MixArguments,
+    check_output_dir,
+    finish_distributed,
+    parse_args,
+    reliability_diagram,
+    to_mix_config,
+    write_json,
+)
 from hiddenmix.data import load_text_dataset, minilm_path  # noqa: E402
-from hiddenmix.metrics import classification_metrics  # noqa: E402
+from hiddenmix.metrics import classification_metrics, fit_temperature  # noqa: E402
 from hiddenmix.sites import is_decoder_only  # noqa: E402
-from hiddenmix.trainer import MixupTrainer  # noqa: E402
+from hiddenmix.trainer import MixScheduleCallback, MixupTrainer  # noqa: E402
 
 METHODS = ("none", "embeddings", "hidden")
 
@@ -59,13 +67,25 @@ class ScriptArguments:
     label_column: str | None = field(default=None, metadata={"help": "Label column (default: 'label')."})
     validation_split: str | None = field(default=None, metadata={"help": "Evaluation split (default: found/made)."})
     validation_size: float = field(default=0.2, metadata={"help": "Share held out when there is no eval split."})
-    max_train_samples: int | None = field(default=4000, metadata={"help": "Seeded training subset size."})
+    max_train_samples: int | None = field(default=2000, metadata={"help": "Seeded training subset size."})
     max_eval_samples: int | None = field(default=2000, metadata={"help": "Seeded evaluation subset size."})
     max_length: int = field(default=64, metadata={"help": "Tokens per text (pair) after truncation."})
     method: str = field(default="hidden", metadata={"help": "none | embeddings | hidden: where to mix."})
     baseline: bool = field(default=True, metadata={"help": "Also train a no-mix baseline the same way."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Allow an output folder with files."})
     ece_bins: int = field(default=15, metadata={"help": "Confidence bins of the ECE and the diagram."})
+    ignore_mismatched_sizes: bool = field(
+        default=False, metadata={"help": "Re-initialise a classifier head whose size differs from the label count."}
+    )
+    clean_loss_weight: float = field(
+        default=0.0, metadata={"help": "RegMixup: weight of a clean forward's loss added to the mixed loss."}
+    )
+    mix_off_for_last: float = field(default=0.0, metadata={"help": "Share of training steps, at the end, unmixed."})
+    calibration_size: float = field(
+        default=0.0,
+        metadata={"help": "Share of the training rows held out to fit a temperature; adds nll_ts / ece_ts."},
+    )
+    split_seed: int = field(default=0, metadata={"help": "Seed of the data subsets and held-out splits."})
     save_model: bool = field(default=False, metadata={"help": "Save the final model(s) under output_dir/<run>."})
 
     def __post_init__(self) -> None:
@@ -73,6 +93,8 @@ class ScriptArguments:
             raise ValueError(f"method={self.method!r} is not allowed; choose one of {list(METHODS)}.")
         if self.max_length < 2:
             raise ValueError(f"max_length={self.max_length} must be >= 2.")
+        if not 0 <= self.calibration_size < 1:
+            raise ValueError(f"calibration_size={self.calibration_size} must be in [0, 1).")
 
 
 # Defaults of the demo: small enough for 2 CPU cores, the settings of the reference experiment otherwise.
@@ -82,7 +104,7 @@ TRAINING_DEFAULTS = dict(
     learning_rate=5e-5,
     per_device_train_batch_size=32,
     per_device_eval_batch_size=128,
-    warmup_ratio=0.1,
+    warmup_steps=0.1,  # a float in [0, 1) is a share of the steps
     weight_decay=0.01,
     logging_steps=25,
     save_strategy="no",
@@ -101,6 +123,7 @@ def build(script: ScriptArguments, label_names: list[str]):
         num_labels=len(label_names),
         id2label=dict(enumerate(label_names)),
         label2id={n: i for i, n in enumerate(label_names)},
+        ignore_mismatched_sizes=script.ignore_mismatched_sizes,
     )
     if is_decoder_only(model):
         # the last token is pooled: left padding makes it the last real token of every row, and lets it see
@@ -114,8 +137,6 @@ def build(script: ScriptArguments, label_names: list[str]):
 
 def train_and_evaluate(name, script, mix, training, data, label_names, tokenizer_model):
     tokenizer, model = tokenizer_model
-    args = TrainingArguments(**{**training.to_dict(), "output_dir": os.path.join(training.output_dir, name)})
-    # to_dict() flattens some fields; the ones a run needs are set again explicitly
     args = training.__class__(**{**_init_kwargs(training), "output_dir": os.path.join(training.output_dir, name)})
     trainer = MixupTrainer(
         model=model,
@@ -126,6 +147,8 @@ def train_and_evaluate(name, script, mix, training, data, label_names, tokenizer
         processing_class=tokenizer,
         mix_config=mix,
         compute_metrics=classification_metrics(n_bins=script.ece_bins),
+        clean_loss_weight=script.clean_loss_weight if mix.enabled else 0.0,
+        callbacks=[MixScheduleCallback(off_for_last=script.mix_off_for_last)] if script.mix_off_for_last else None,
     )
     start = time.perf_counter()
     trainer.train()
@@ -133,6 +156,13 @@ def train_and_evaluate(name, script, mix, training, data, label_names, tokenizer
     prediction = trainer.predict(data["validation"])
     logits, labels = prediction.predictions, prediction.label_ids
     metrics = classification_metrics(n_bins=script.ece_bins)(EvalPrediction(predictions=logits, label_ids=labels))
+    if "calibration" in data:  # temperature fitted on held-out training rows, applied to the evaluation logits
+        held_out = trainer.predict(data["calibration"])
+        temperature = fit_temperature(held_out.predictions, held_out.label_ids)
+        scaled = classification_metrics(n_bins=script.ece_bins)(
+            EvalPrediction(predictions=logits / temperature, label_ids=labels)
+        )
+        metrics.update(temperature=temperature, nll_ts=scaled["nll"], ece_ts=scaled["ece"])
     if script.save_model and trainer.is_world_process_zero():
         trainer.save_model(args.output_dir)
     trainer.mixer.remove()
@@ -141,7 +171,6 @@ def train_and_evaluate(name, script, mix, training, data, label_names, tokenizer
 
 
 def _init_kwargs(args: TrainingArguments) -> dict:
-    import dataclasses
 
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init}
 
@@ -157,13 +186,15 @@ def tokenize(data, tokenizer, script: ScriptArguments):
 
 def main(argv: list[str] | None = None) -> dict:
     hf_logging.set_verbosity_warning()
-    parser_types = (ScriptArguments, MixConfig, TrainingArguments)
+    parser_types = (ScriptArguments, MixArguments, TrainingArguments)
     argv = list(sys.argv[1:] if argv is None else argv)
+    command_line = list(argv)
     # the script's defaults for TrainingArguments go in before the YAML file and the command line
     argv = [
         item for key, value in TRAINING_DEFAULTS.items() if f"--{key}" not in argv for item in (f"--{key}", str(value))
     ] + argv  # noqa: E501
-    script, mix, training = parse_args(parser_types, argv)
+    script, mix_arguments, training = parse_args(parser_types, argv)
+    mix = to_mix_config(mix_arguments)
     if not torch.cuda.is_available() and not training.use_cpu:
         training = training.__class__(**{**_init_kwargs(training), "use_cpu": True})  # gloo when launched on CPU
     # Check everything before anything is written.
@@ -177,8 +208,11 @@ def main(argv: list[str] | None = None) -> dict:
         validation_size=script.validation_size,
         max_train_samples=script.max_train_samples,
         max_eval_samples=script.max_eval_samples,
-        seed=training.data_seed if training.data_seed is not None else training.seed,
+        seed=script.split_seed,
     )
+    if script.calibration_size > 0:
+        split = data["train"].train_test_split(test_size=script.calibration_size, seed=script.split_seed)
+        data["train"], data["calibration"] = split["train"], split["test"]
     tokenizer, _ = build(script, label_names)
     data = tokenize(data, tokenizer, script)
 
@@ -209,8 +243,9 @@ def main(argv: list[str] | None = None) -> dict:
                 k: v for k, v in vars(mix.replace(site=script.method if script.method != "none" else mix.site)).items()
             },
             "epochs": training.num_train_epochs,
+            "processes": training.world_size,
             "results": results,
-            "command": "python scripts/train_text_classifier.py " + " ".join(sys.argv[1:] if argv is None else []),
+            "command": "python scripts/train_text_classifier.py " + " ".join(command_line),
         }
         write_json(out / "results.json", summary)
         reliability_diagram(curves, out / "reliability.png", n_bins=script.ece_bins,

@@ -90,4 +90,31 @@ def classification_metrics(*, n_bins: int = 15, ignore_index: int = -100) -> Cal
     return compute_metrics
 
 
-__all__ = ["METRICS", "classification_metrics", "load_metric", "metric_path"]
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, max_iter: int = 200) -> float:
+    """The temperature T > 0 that minimises the NLL of `softmax(logits / T)` (Guo et al., 2017).
+
+    Fitted on held-out data (never on the data it is then evaluated on); optimised over log T with L-BFGS.
+    """
+    import torch
+
+    logits_t = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    if logits_t.ndim != 2 or labels_t.ndim != 1 or logits_t.shape[0] != labels_t.shape[0] or logits_t.shape[0] == 0:
+        raise ValueError(
+            f"fit_temperature needs logits [N, C] and labels [N] with N > 0; got {tuple(logits_t.shape)} and "
+            f"{tuple(labels_t.shape)}."
+        )
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits_t / log_t.exp(), labels_t)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.detach().exp())
+
+
+__all__ = ["METRICS", "classification_metrics", "fit_temperature", "load_metric", "metric_path"]

@@ -1,6 +1,6 @@
 """Mix one real batch inside a real pretrained model and show what happened.
 
-    python scripts/demo.py            # (or `make demo`) offline, a few seconds on 2 CPU cores
+    python scripts/show_text_mix.py     # (or `make show-mix`) offline, a few seconds on 2 CPU cores
 
 Loads the pretrained all-MiniLM-L6-v2 and eight BBC News articles of unequal length, attaches a `HiddenMixer`
 (manifold mixup after a layer drawn from {2, 4, 6}), runs one training forward and backward, and prints the plan:

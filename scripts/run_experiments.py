@@ -1,0 +1,148 @@
+"""Train a grid of mixing settings against a no-mix baseline, over seeds and datasets, and report paired results.
+
+    python scripts/run_experiments.py --grid configs/experiments/text_grid.yaml            # runs what is missing
+    python scripts/run_experiments.py --grid configs/experiments/text_grid.yaml --report   # only the report
+
+Every run is `scripts/train_text_classifier.py` in a subprocess with the grid's options and its own output folder;
+a run whose `results.json` exists is skipped, so a grid resumes where it stopped and may span several sittings.
+Every setting and the baseline of a seed share the data subsets, the initial head, the data order and the seeds;
+only the mixing differs. The report (printed and written as `report.md` in the grid's folder) gives, per dataset and
+setting, mean ± std over seeds of accuracy, macro-F1, NLL, ECE and ECE / NLL after temperature scaling (fitted on
+held-out training rows), and the paired differences to the baseline of the same seed, mean ± std.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ("accuracy", "macro_f1", "nll", "ece", "nll_ts", "ece_ts")
+BASELINE = "no-mix"
+
+
+def load_grid(path: str) -> dict:
+    grid = yaml.safe_load(Path(path).read_text())
+    for key in ("output_dir", "seeds", "datasets", "settings"):
+        if key not in grid:
+            raise ValueError(f"grid {path}: missing key {key!r}; a grid has output_dir, seeds, datasets, settings.")
+    if BASELINE not in grid["settings"]:
+        raise ValueError(f"grid {path}: settings must include the baseline {BASELINE!r} (method: none).")
+    return grid
+
+
+def as_flags(options: dict) -> list[str]:
+    flags = []
+    for key, value in options.items():
+        if value is None:
+            continue
+        flags.append(f"--{key}")
+        flags.extend(str(v) for v in value) if isinstance(value, (list, tuple)) else flags.append(str(value))
+    return flags
+
+
+def run_all(grid: dict, *, python: str) -> None:
+    out = Path(grid["output_dir"])
+    runs = [(d, s, seed) for d in grid["datasets"] for seed in grid["seeds"] for s in grid["settings"]]
+    todo = [r for r in runs if not (out / r[0] / r[1] / f"seed{r[2]}" / "results.json").exists()]
+    print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} done, {len(todo)} to run", flush=True)
+    for i, (dataset, setting, seed) in enumerate(todo, 1):
+        folder = out / dataset / setting / f"seed{seed}"
+        options = {**grid.get("common", {}), **grid["datasets"][dataset], **grid["settings"][setting]}
+        argv = [python, str(ROOT / "scripts" / "train_text_classifier.py"), *as_flags(options), "--baseline", "false",
+                "--seed", str(seed), "--output_dir", str(folder), "--overwrite_output_dir", "true",
+                "--disable_tqdm", "true"]  # fmt: skip
+        print(f"[{i}/{len(todo)}] {dataset} / {setting} / seed {seed}", flush=True)
+        start = time.perf_counter()
+        done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if done.returncode != 0:
+            (folder.parent / f"seed{seed}.error.log").write_text(done.stdout + done.stderr)
+            raise RuntimeError(f"run {dataset}/{setting}/seed{seed} failed:\n{done.stderr[-3000:]}")
+        print(f"    {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def collect(grid: dict) -> dict:
+    out = Path(grid["output_dir"])
+    table: dict = {}
+    for dataset in grid["datasets"]:
+        for setting in grid["settings"]:
+            for seed in grid["seeds"]:
+                path = out / dataset / setting / f"seed{seed}" / "results.json"
+                if path.exists():
+                    results = json.loads(path.read_text())["results"]
+                    (metrics,) = results.values()
+                    table.setdefault(dataset, {}).setdefault(setting, {})[seed] = metrics
+    return table
+
+
+def fmt(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
+    if not values:
+        return "–"
+    arr = np.asarray(values) * scale
+    return f"{arr.mean():.{digits}f} ± {arr.std(ddof=1) if len(arr) > 1 else 0.0:.{digits}f}"
+
+
+def _row(setting: str, seeds: dict, base: dict) -> str:
+    """One table row: means ± std over seeds, and paired differences to the baseline of the same seed."""
+
+    def col(metric: str) -> list[float]:
+        return [r[metric] for r in seeds.values() if metric in r]
+
+    def delta(metric: str, scale: float = 1.0, digits: int = 3) -> str:
+        if setting == BASELINE:
+            return ""
+        return fmt([seeds[s][metric] - base[s][metric] for s in seeds if s in base], scale, digits)
+
+    cells = [
+        setting, str(len(seeds)), fmt(col("accuracy"), 100, 2), fmt(col("macro_f1"), 100, 2), fmt(col("nll")),
+        fmt(col("ece"), 100, 2), fmt(col("nll_ts")), fmt(col("ece_ts"), 100, 2), fmt(col("temperature"), 1, 2),
+        delta("accuracy", 100, 2), delta("nll"), delta("ece", 100, 2),
+    ]  # fmt: skip
+    return "| " + " | ".join(cells) + " |"
+
+
+def report(grid: dict) -> str:
+    table = collect(grid)
+    lines = [f"# {grid.get('name', 'grid')}: mixing settings against no mix", ""]
+    lines.append(f"Seeds {grid['seeds']}; mean ± std over the seeds that finished (n). Paired Δ: setting minus "
+                 f"the no-mix run of the same seed, mean ± std. Accuracy and ECE in points (x100).")  # fmt: skip
+    for dataset, settings in table.items():
+        options = {**grid.get("common", {}), **grid["datasets"][dataset]}
+        lines += ["", f"## {dataset}", "", f"Options: `{' '.join(as_flags(options))}`", ""]
+        lines.append(
+            "| setting | n | accuracy | macro-F1 | NLL | ECE | NLL (TS) | ECE (TS) | T | Δacc | ΔNLL | ΔECE |"
+        )
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for setting, seeds in settings.items():
+            lines.append(_row(setting, seeds, settings.get(BASELINE, {})))
+    lines += ["", "Settings:", ""]
+    lines += [f"- `{name}`: `{' '.join(as_flags(opts)) or '(defaults)'}`" for name, opts in grid["settings"].items()]
+    lines += ["", f"Command: `python scripts/run_experiments.py --grid {grid.get('_path', '...')}`", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grid", required=True, help="the grid YAML (output_dir, seeds, datasets, settings)")
+    parser.add_argument("--report", action="store_true", help="only write the report of the runs that finished")
+    args = parser.parse_args()
+    grid = load_grid(args.grid)
+    grid["_path"] = args.grid
+    if not args.report:
+        run_all(grid, python=sys.executable)
+    text = report(grid)
+    Path(grid["output_dir"]).mkdir(parents=True, exist_ok=True)
+    (Path(grid["output_dir"]) / "report.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

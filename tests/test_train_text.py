@@ -1,0 +1,199 @@
+"""scripts/train_text_classifier.py end to end on a tiny model, its refusals, and a 2-process launch."""
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, BertTokenizerFast
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = "good bad fine great awful happy sad ok meh love hate news sport vote film".split()
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location(
+        "train_text_classifier", ROOT / "scripts" / "train_text_classifier.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+script = _load_script()
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    config = AutoConfig.for_model(
+        "bert", vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=32, num_labels=3,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
+    return folder
+
+
+def write_csv(path, rows, header=("sentence", "mood")):
+    path.write_text("\n".join([",".join(header), *(",".join(r) for r in rows)]) + "\n")
+    return path
+
+
+def sentences(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for i in range(n):
+        words = [WORDS[j] for j in torch.randint(0, len(WORDS), (2 + i % 5,), generator=g).tolist()]
+        rows.append((" ".join(words), ["pos", "neg", "neu"][i % 3]))
+    return rows
+
+
+def args_for(model_dir, data, out, *extra):
+    return [
+        "--model_name_or_path", str(model_dir), "--dataset", str(data), "--text_column", "sentence",
+        "--label_column", "mood", "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "8",
+        "--max_length", "16", "--logging_steps", "1", "--disable_tqdm", "true", *extra,
+    ]  # fmt: skip
+
+
+def test_runs_end_to_end_with_a_baseline_and_writes_results(tiny_model_dir, tmp_path):
+    data = write_csv(tmp_path / "data.csv", sentences(40))
+    out = tmp_path / "out"
+    results = script.main(args_for(tiny_model_dir, data, out, "--mixup_alpha", "0.2", "--layers", "0", "1"))
+    assert set(results) == {"no-mix", "hidden-mixup"}
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["results"].keys() == results.keys()
+    assert saved["mix_config"]["mixup_alpha"] == 0.2 and saved["mix_config"]["layers"] == [0, 1]
+    assert saved["eval_rows"] == 8 and saved["train_rows"] == 32  # 20 % held out, stratified
+    for metrics in results.values():
+        assert 0 <= metrics["accuracy"] <= 1 and metrics["nll"] > 0 and 0 <= metrics["ece"] <= 1
+    assert (out / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_yaml_config_is_applied_and_the_command_line_overrides_it(tmp_path):
+    from hiddenmix.cli import MixArguments, parse_args, to_mix_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("method: embeddings\nmixup_alpha: 0.3\nmix_seed: 5\nlearning_rate: 0.001\n")
+    argv = ["--config", str(cfg), "--mixup_alpha", "0.7", "--output_dir", str(tmp_path / "o")]
+    s, m, t = parse_args((script.ScriptArguments, MixArguments, script.TrainingArguments), argv)
+    mix = to_mix_config(m)
+    assert s.method == "embeddings" and mix.mixup_alpha == 0.7 and mix.seed == 5 and t.learning_rate == 0.001
+
+
+def test_every_shipped_text_config_parses():
+    from hiddenmix.cli import MixArguments, parse_args, to_mix_config
+
+    for cfg in sorted((ROOT / "configs" / "text").glob("*.yaml")):
+        s, m, t = parse_args((script.ScriptArguments, MixArguments, script.TrainingArguments), ["--config", str(cfg)])
+        to_mix_config(m)
+        assert s.method in script.METHODS, cfg
+
+
+@pytest.mark.parametrize(
+    "setup,extra,match",
+    [
+        ("missing-text", ["--text_column", "body"], r"text_column='body' is not a column .* \['sentence', 'mood'\]"),
+        ("missing-label", ["--label_column", "y"], r"label_column='y' is not a column .* \['sentence', 'mood'\]"),
+        ("unseen-label", [], r"labels \['angry'\] that are not in the training label set \['neg', 'neu', 'pos'\]"),
+        ("empty", [], "the training split is empty"),
+        ("bad-method", ["--method", "logits"], r"method='logits' is not allowed; choose one of \['none', 'emb"),
+        ("bad-mix", ["--mixup_alpha", "-1"], "MixConfig.mixup_alpha=-1.0 must be a finite number >= 0"),
+        ("unknown-key", ["--config", "BAD_YAML"], r"unknown key\(s\) \['mixup_alfa'\]"),
+        ("unknown-flag", ["--mixup_alfa", "0.2"], r"unknown command-line argument\(s\) \['--mixup_alfa', '0.2'\]"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_refused_and_nothing_is_written(tiny_model_dir, tmp_path, setup, extra, match):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    if setup == "unseen-label":
+        write_csv(folder / "train.csv", sentences(12))
+        write_csv(folder / "validation.csv", [("good news", "angry"), ("bad film", "pos")])
+    elif setup == "empty":
+        write_csv(folder / "train.csv", [])
+    else:
+        write_csv(folder / "train.csv", sentences(12))
+    if setup == "unknown-key":
+        (tmp_path / "bad.yaml").write_text("mixup_alfa: 0.2\n")
+        extra = ["--config", str(tmp_path / "bad.yaml")]
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=match):
+        script.main(args_for(tiny_model_dir, folder, out, *extra))
+    assert not out.exists()
+
+
+def test_an_output_folder_holding_another_run_is_refused_unless_overwrite(tiny_model_dir, tmp_path):
+    data = write_csv(tmp_path / "data.csv", sentences(20))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"already holds another run \(\['results.json'\]\).*--overwrite_output_dir"):
+        script.main(args_for(tiny_model_dir, data, out))
+    assert (out / "results.json").read_text() == "{}"
+    script.main(args_for(tiny_model_dir, data, out, "--overwrite_output_dir", "true", "--baseline", "false"))
+    assert set(json.loads((out / "results.json").read_text())["results"]) == {"hidden-mixup"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_accelerate_launch_runs_the_script_with_two_processes(tiny_model_dir, tmp_path):
+    data = write_csv(tmp_path / "data.csv", sentences(48))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1"}  # fmt: skip
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"),
+        "--main_process_port", str(_free_port()),
+        str(ROOT / "scripts" / "train_text_classifier.py"), *args_for(tiny_model_dir, data, out),
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["processes"] == 2
+    assert set(saved["results"]) == {"no-mix", "hidden-mixup"}
+
+
+@pytest.mark.slow
+def test_experiment_runner_reports_paired_results_and_resumes(tiny_model_dir, tmp_path):
+    data = write_csv(tmp_path / "data.csv", sentences(40))
+    grid = tmp_path / "grid.yaml"
+    out = tmp_path / "grid-out"
+    grid.write_text(
+        f"name: tiny\noutput_dir: {out}\nseeds: [0, 1]\n"
+        f"common: {{max_steps: 2, max_length: 16, per_device_train_batch_size: 8, calibration_size: 0.25}}\n"
+        f"datasets:\n  tiny: {{dataset: {data}, model_name_or_path: {tiny_model_dir}, text_column: sentence, "
+        f"label_column: mood}}\n"
+        "settings:\n  no-mix: {method: none}\n  hidden: {method: hidden, mixup_alpha: 0.4}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(ROOT / "scripts" / "run_experiments.py"), "--grid", str(grid)]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "4 runs in the grid, 0 done, 4 to run" in first.stdout
+    report = (out / "report.md").read_text()
+    hidden_row = next(line for line in report.splitlines() if line.startswith("| hidden |"))
+    cells = [c.strip() for c in hidden_row.strip("|").split("|")]
+    assert cells[1] == "2" and "±" in cells[9] and "±" in cells[10]  # n = 2 seeds, paired Δacc and ΔNLL
+    results = json.loads((out / "tiny" / "hidden" / "seed1" / "results.json").read_text())["results"]
+    assert {"temperature", "nll_ts", "ece_ts"} <= set(results["hidden-mixup"])
+    # a finished run is skipped; a missing one is run again
+    (out / "tiny" / "hidden" / "seed1" / "results.json").unlink()
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "4 runs in the grid, 3 done, 1 to run" in second.stdout
