@@ -44,11 +44,17 @@ def to_mix_config(arguments: Any):
     )
 
 
-def parse_args(dataclass_types: Sequence[type], args: Sequence[str] | None = None) -> tuple:
+def parse_args(
+    dataclass_types: Sequence[type], args: Sequence[str] | None = None, *, defaults: dict[str, Any] | None = None
+) -> tuple:
     """`HfArgumentParser` over `dataclass_types`, with `--config FILE.yaml` whose values the command line overrides.
 
+    Precedence, lowest first: the dataclasses' own defaults, `defaults` (a script's own choices), the YAML file, the
+    command line. (A script's defaults given as command-line items instead would silently beat the YAML file.)
+
     Raises:
-        ValueError: the YAML file names a key that no dataclass has (the message lists the known keys).
+        ValueError: the YAML file (or `defaults`) names a key that no dataclass has (the message lists the known
+            keys).
     """
     import yaml
     from transformers import HfArgumentParser
@@ -62,12 +68,17 @@ def parse_args(dataclass_types: Sequence[type], args: Sequence[str] | None = Non
         config_file = args[i + 1]
         del args[i : i + 2]
     parser = HfArgumentParser(dataclass_types)
+    known = {f.name for dtype in dataclass_types for f in dataclasses.fields(dtype)}
+    if defaults:
+        unknown = sorted(set(defaults) - known)
+        if unknown:
+            raise ValueError(f"parse_args(defaults=...): unknown key(s) {unknown}. Known keys: {sorted(known)}.")
+        parser.set_defaults(**defaults)
     if config_file is not None:
         with open(config_file, encoding="utf-8") as f:
             values = yaml.safe_load(f) or {}
         if not isinstance(values, dict):
             raise ValueError(f"--config {config_file}: the file must hold a mapping of option: value.")
-        known = {f.name for dtype in dataclass_types for f in dataclasses.fields(dtype)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"--config {config_file}: unknown key(s) {unknown}. Known keys: {sorted(known)}.")
