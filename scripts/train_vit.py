@@ -206,6 +206,12 @@ def _read(dataset: str):
         )
     if path.is_dir():
         if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+            # datasets saves an empty split with no data file and then fails to load it (an IndexError deep inside):
+            # say what it is instead
+            for state in [path / "state.json", *path.glob("*/state.json")]:
+                if state.is_file() and not json.loads(state.read_text()).get("_data_files", [None]):
+                    split = "train" if state.parent == path else state.parent.name
+                    raise ValueError(f"dataset={dataset!r} is an empty dataset: its split {split!r} has no row.")
             loaded = datasets.load_from_disk(str(path))
             return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
         if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.rglob("*") if p.is_file()):
@@ -495,6 +501,21 @@ def train_and_evaluate(
     return {**metrics, "train_seconds": seconds}, (probs, np.asarray(labels))
 
 
+def parse(argv: list[str]) -> tuple[ScriptArguments, MixConfig, TrainingArguments]:
+    """The script's, the mixing and the training arguments of `argv` (`--config FILE.yaml` included), validated.
+
+    Precedence, lowest first: the dataclasses' defaults, this script's (`TRAINING_DEFAULTS`, `MIX_DEFAULTS`), the
+    YAML file, the command line.
+    """
+    script, mix_arguments, training = parse_args(
+        (ScriptArguments, MixArguments, TrainingArguments), argv, defaults={**TRAINING_DEFAULTS, **MIX_DEFAULTS}
+    )
+    mix = to_mix_config(mix_arguments)
+    if not torch.cuda.is_available() and not training.use_cpu:
+        training = training.__class__(**{**_init_kwargs(training), "use_cpu": True})  # gloo when launched on CPU
+    return script, mix, training
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Parse `argv` (default `sys.argv[1:]`), check everything, train the runs, write and print the results.
 
@@ -503,13 +524,7 @@ def main(argv: list[str] | None = None) -> dict:
     """
     hf_logging.set_verbosity_warning()
     given = list(sys.argv[1:] if argv is None else argv)
-    # lowest first: the dataclasses' defaults, this script's (below), the YAML file, the command line
-    script, mix_arguments, training = parse_args(
-        (ScriptArguments, MixArguments, TrainingArguments), given, defaults={**TRAINING_DEFAULTS, **MIX_DEFAULTS}
-    )
-    mix = to_mix_config(mix_arguments)
-    if not torch.cuda.is_available() and not training.use_cpu:
-        training = training.__class__(**{**_init_kwargs(training), "use_cpu": True})  # gloo when launched on CPU
+    script, mix, training = parse(given)
 
     # Check everything before anything is written: the output folder, the data, the model and the mixer.
     out = check_output_dir(training.output_dir, script.overwrite_output_dir)
