@@ -187,7 +187,7 @@ def _digits():
     return datasets.Dataset.from_dict({"image": images, "label": digits.target.tolist()}, features=features)
 
 
-def _read(dataset: str):
+def _read(dataset: str) -> Any:
     import datasets
 
     if dataset.startswith("builtin:"):
@@ -239,7 +239,7 @@ def load_image_dataset(
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
     seed: int = 0,
-):
+) -> tuple[Any, list[str], str, str]:
     """Load a labelled image dataset as `(DatasetDict(train, validation), label_names, image_column, label_column)`.
 
     Images are not decoded here (only the label column is read), so this is quick on a large folder.
@@ -470,7 +470,7 @@ def train_and_evaluate(
     script: ScriptArguments,
     mix: MixConfig,
     training: TrainingArguments,
-    data,
+    data: dict[str, Any],
     model: torch.nn.Module,
 ) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
     """Train `model` with `mix` under `output_dir/<name>` and score it on the validation split.
@@ -558,17 +558,22 @@ def main(argv: list[str] | None = None) -> dict:
         runs["no-mix"] = mix.replace(enabled=False)
     if script.method != "none":
         runs[f"{script.method}-mixup"] = mix.replace(site=script.method, enabled=True)
-    # every run starts from the same weights: the model is built under the same seed
-    models = {}
-    for name, run_mix in runs.items():
-        torch.manual_seed(training.seed)
-        models[name] = build_model(script, label_names, image["num_channels"])
-        HiddenMixer(models[name], run_mix).remove()  # a mixer that cannot attach (e.g. CutMix on Swin's stages)
+    # Every run starts from the same weights: each model is built right after seeding. The first is built now, so
+    # a model that cannot load and a mixer that cannot attach to it (e.g. CutMix after Swin's stages) are refused
+    # before any Trainer creates a folder; the others are built when their run starts, one model in memory at a time.
+    torch.manual_seed(training.seed)
+    model = build_model(script, label_names, image["num_channels"])
+    for run_mix in runs.values():
+        HiddenMixer(model, run_mix).remove()
 
     results, curves = {}, {}
     for name, run_mix in runs.items():
+        if model is None:
+            torch.manual_seed(training.seed)
+            model = build_model(script, label_names, image["num_channels"])
         torch.manual_seed(training.seed)
-        results[name], curves[name] = train_and_evaluate(name, script, run_mix, training, data, models.pop(name))
+        results[name], curves[name] = train_and_evaluate(name, script, run_mix, training, data, model)
+        model = None
 
     if training.process_index == 0:
         out.mkdir(parents=True, exist_ok=True)

@@ -128,6 +128,27 @@ def test_a_saved_dataset_with_its_own_columns_and_splits(tmp_path):
     assert written["image"]["num_channels"] == 1  # grey PNGs: a 1-channel ViT
 
 
+def test_a_local_pretrained_vit_gets_a_new_head_and_its_own_image_size_and_statistics(tmp_path):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                       num_attention_heads=2, intermediate_size=64, num_labels=5)  # fmt: skip
+    ViTForImageClassification(config).save_pretrained(tmp_path / "vit")
+    stats = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+    (tmp_path / "vit" / "preprocessor_config.json").write_text(json.dumps(stats))
+    results, written = run(
+        tmp_path / "out", "--model_name_or_path", str(tmp_path / "vit"), "--method", "embeddings",
+        "--mixup_alpha", "0", "--cutmix_alpha", "1.0",
+    )  # fmt: skip
+    assert list(results) == ["no-mix", "embeddings-mixup"]
+    # 8x8 grey digits -> the checkpoint's 16x16 RGB, normalised with its statistics; 5-class head -> 10 classes
+    image = written["image"]
+    assert (image["size"], image["num_channels"]) == ([16, 16], 3)
+    assert (image["mean"], image["std"]) == (stats["image_mean"], stats["image_std"])
+    assert written["labels"] == [str(d) for d in range(10)] and written["model"] == str(tmp_path / "vit")
+
+
 def test_image_to_tensor_converts_channels_resizes_and_scales():
     grey = Image.fromarray(np.full((4, 6), 255, dtype=np.uint8))
     x = train_vit.image_to_tensor(grey, (8, 8), 3)
@@ -222,6 +243,10 @@ BAD = {
     "unknown-method": (
         lambda tmp: ["--method", "pixels"],
         r"method='pixels' is not allowed; choose one of \['none', 'input', 'embeddings', 'hidden'\]",
+    ),
+    "missing-model": (
+        lambda tmp: ["--model_name_or_path", str(tmp / "no-such-model")],
+        r"model_name_or_path='.*no-such-model' cannot be loaded .*; allowed: a local folder with a config.json",
     ),
     "patch-size": (
         lambda tmp: ["--patch_size", "3"],
