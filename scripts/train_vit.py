@@ -229,6 +229,15 @@ def _read(dataset: str) -> Any:
         ) from err
 
 
+def _label_namer(feature: Any) -> Any:
+    """A label value's name: the `ClassLabel` name of an id, else the value as a string."""
+    import datasets
+
+    if isinstance(feature, datasets.ClassLabel):
+        return lambda value: feature.names[value]
+    return str
+
+
 def load_image_dataset(
     dataset: str,
     *,
@@ -288,7 +297,7 @@ def load_image_dataset(
 
     label_feature = train.features[label_column]
     class_label = isinstance(label_feature, datasets.ClassLabel)
-    to_name = (lambda v: label_feature.names[v]) if class_label else str  # noqa: E731
+    to_name = _label_namer(label_feature)
 
     if validation_split is None:
         if not 0 < validation_size < 1:
@@ -327,10 +336,7 @@ def load_image_dataset(
         label_names = [n for n in label_feature.names if n in present]
     else:
         label_names = sorted(present)
-    validation_feature = validation.features[label_column]
-    to_name_eval = (
-        (lambda v: validation_feature.names[v]) if isinstance(validation_feature, datasets.ClassLabel) else str
-    )  # noqa: E731
+    to_name_eval = _label_namer(validation.features[label_column])  # its ClassLabel may differ from train's
     unknown = sorted({to_name_eval(v) for v in validation[label_column]} - present)
     if unknown:
         raise ValueError(
@@ -368,15 +374,13 @@ def make_transform(
     image_column: str, label_column: str, label_feature: Any, label_to_id: dict[str, int], image: dict
 ) -> Any:
     """The `with_transform` function: a batch of rows to `pixel_values` (normalised) and `labels` (ids)."""
-    import datasets
-
-    names = label_feature.names if isinstance(label_feature, datasets.ClassLabel) else None
+    to_name = _label_namer(label_feature)
     mean = torch.tensor(image["mean"], dtype=torch.float32).reshape(-1, 1, 1)
     std = torch.tensor(image["std"], dtype=torch.float32).reshape(-1, 1, 1)
 
     def transform(batch: dict) -> dict:
         pixels = [(image_to_tensor(x, image["size"], image["num_channels"]) - mean) / std for x in batch[image_column]]
-        labels = [label_to_id[names[v] if names is not None else str(v)] for v in batch[label_column]]
+        labels = [label_to_id[to_name(v)] for v in batch[label_column]]
         return {"pixel_values": pixels, "labels": labels}
 
     return transform
