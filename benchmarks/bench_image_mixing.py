@@ -8,6 +8,8 @@ Rows, each timed on the same `[B, 3, 224, 224]` float32 tensor, whole call (draw
   batches and writes one, the least any mix can move through memory: the bandwidth floor.
 - hiddenmix `MixupCutmix` Mixup (`mode="elem"`: a λ per sample) and CutMix (`mode="elem"`: a λ and a box per
   sample), random partners.
+- the same two hiddenmix mixing ops alone, their plan drawn beforehand (`mix_pixels(x, plan)`): the memory-moving
+  part, which is what compares with the lerp reference like for like.
 - kornia `RandomMixUpV2` (a λ per row) and `RandomCutMixV2` (a box per row).
 - with `--device cuda` and timm / torchvision importable: timm `Mixup(mode="elem")` (per-sample λ and box, a
   Python loop over samples) and torchvision `v2.CutMix` (one box per batch).
@@ -30,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hiddenmix import MixConfig  # noqa: E402
-from hiddenmix.vision import MixupCutmix  # noqa: E402
+from hiddenmix.vision import MixupCutmix, mix_pixels  # noqa: E402
 
 NUM_CLASSES = 1000
 
@@ -86,10 +88,14 @@ def time_batch(
     other = torch.rand_like(x)
     weight = torch.rand(batch, 1, 1, 1, device=device)
     labels = torch.randint(0, NUM_CLASSES, (batch,), device=device)
+    mixup_plan, cutmix_plan = hm_mixup.sample(x), hm_cutmix.sample(x)
     methods: dict[str, tuple[str, Callable[[], object]]] = {
         "torch.lerp reference": ("reference", lambda: torch.lerp(x, other, weight)),
         "hiddenmix Mixup (elem)": ("mixup", lambda: hm_mixup(x, labels)),
         "hiddenmix CutMix (elem)": ("cutmix", lambda: hm_cutmix(x, labels)),
+        # the memory-moving op alone, its plan drawn beforehand: what compares with the lerp reference like for like
+        "hiddenmix Mixup op (plan drawn)": ("mixup-op", lambda: mix_pixels(x, mixup_plan)),
+        "hiddenmix CutMix op (plan drawn)": ("cutmix-op", lambda: mix_pixels(x, cutmix_plan)),
     }
     for name, (kind, make) in peer_makers.items():
         methods[name] = (kind, (lambda make=make: make(x, labels)))

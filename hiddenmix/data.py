@@ -180,10 +180,12 @@ def load_text_dataset(
     keep = lambda row: all(row[c] is not None and row[c] != "" for c in needed)  # noqa: E731
 
     label_feature = train.features[label_column]
+    # the label set is the labels the training rows have (a ClassLabel may name classes no training row has)
+    present = {str(v) for v in train.filter(keep)[label_column]}
     if isinstance(label_feature, datasets.ClassLabel):
-        label_names = list(label_feature.names)
+        label_names = [name for i, name in enumerate(label_feature.names) if str(i) in present]
     else:
-        label_names = sorted({str(v) for v in train.filter(keep)[label_column]})
+        label_names = sorted(present)
 
     if validation_split is None:
         if not 0 < validation_size < 1:
@@ -199,7 +201,7 @@ def load_text_dataset(
         if len(part) == 0:
             raise ValueError(f"dataset={dataset!r}: the {name} split has no row with a text and a label.")
 
-    to_name = (lambda v: label_names[v]) if isinstance(label_feature, datasets.ClassLabel) else str
+    to_name = (lambda v: label_feature.names[v]) if isinstance(label_feature, datasets.ClassLabel) else str
     unknown = sorted({to_name(v) for v in validation[label_column]} - set(label_names))
     if unknown:
         raise ValueError(

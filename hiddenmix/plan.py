@@ -283,13 +283,14 @@ class PlanSampler:
             one = torch.ones_like(lam)
             lam, lam_target = torch.where(mixed_unit, lam, one), torch.where(mixed_unit, lam_target, one)
 
-        # Units -> samples. A trailing dummy unit (λ = 1, no box) serves samples left without a partner.
-        lam = _per_sample(lam, unit_of_sample, 1.0)
-        lam_target = _per_sample(lam_target, unit_of_sample, 1.0)
-        if boxes is not None:
-            boxes = _per_sample(boxes, unit_of_sample, 0)
-        if use_cut is not None:
-            use_cut = _per_sample(use_cut, unit_of_sample, False)
+        if unit_of_sample is not None:
+            # Units -> samples. A trailing dummy unit (λ = 1, no box) serves samples left without a partner.
+            lam = _per_sample(lam, unit_of_sample, 1.0)
+            lam_target = _per_sample(lam_target, unit_of_sample, 1.0)
+            if boxes is not None:
+                boxes = _per_sample(boxes, unit_of_sample, 0)
+            if use_cut is not None:
+                use_cut = _per_sample(use_cut, unit_of_sample, False)
         weights = None
         if sequence_length is not None:
             if grid is not None and grid != (1, sequence_length):
@@ -301,10 +302,9 @@ class PlanSampler:
         # A sample that takes nothing from its partner (λ = 1, an empty box, no partner) is its own partner, so
         # the union mask and the padding policy leave it exactly as the plain forward would.
         arange = torch.arange(batch_size, device=device)
-        index = torch.where(takes_some, index, arange)
-        alone = index == arange
-        lam = torch.where(alone, torch.ones_like(lam), lam)
-        lam_target = torch.where(alone, torch.ones_like(lam_target), lam_target)
+        mixes = takes_some & (index != arange)
+        index = torch.where(mixes, index, arange)
+        lam, lam_target = torch.where(mixes, lam, 1.0), torch.where(mixes, lam_target, 1.0)
         if weights is not None and token_mask is not None:
             weights = apply_pad_policy(weights, token_mask, index, cfg.pad_policy)
             if cfg.correct_lam_tokens:
@@ -325,8 +325,8 @@ class PlanSampler:
 
     def _partners(
         self, batch_size: int, device: torch.device, gen: torch.Generator, token_mask: Tensor | None
-    ) -> tuple[Tensor, Tensor, int]:
-        """Partner index, the unit (λ/box draw) each sample uses, and the number of units."""
+    ) -> tuple[Tensor, Tensor | None, int]:
+        """Partner index, the unit (λ/box draw) each sample uses (None: its own), and the number of units."""
         cfg = self.config
         paired = cfg.mode == "pair" or (cfg.partner == "similar_length" and token_mask is not None)
         if cfg.partner == "similar_length" and token_mask is not None:
@@ -351,7 +351,7 @@ class PlanSampler:
             unit_of_sample = torch.full((batch_size,), units, dtype=torch.long, device=device)
             unit_of_sample = unit_of_sample.scatter(0, first, pair_id).scatter(0, second, pair_id)
             return index, unit_of_sample, units
-        return index, arange, batch_size
+        return index, None, batch_size
 
     def _boxes(
         self, lam: Tensor | None, units: int, grid: tuple[int, int], gen: torch.Generator, device: torch.device

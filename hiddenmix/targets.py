@@ -65,7 +65,7 @@ def smooth_one_hot(labels: Tensor, num_classes: int, smoothing: float, ignore_in
     """`[B]` class ids -> `[B, C]` float32 rows; `ignore_index` rows become uniform (they are masked anyway)."""
     off = smoothing / num_classes
     on = 1.0 - smoothing + off
-    safe = torch.where(labels == ignore_index, torch.zeros_like(labels), labels)
+    safe = labels.clamp(0, num_classes - 1)  # ignore_index rows get some class; they are masked out anyway
     rows = torch.full((labels.shape[0], num_classes), off, device=labels.device, dtype=torch.float32)
     return rows.scatter(1, safe[:, None], on)
 

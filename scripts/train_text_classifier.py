@@ -189,11 +189,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser_types = (ScriptArguments, MixArguments, TrainingArguments)
     argv = list(sys.argv[1:] if argv is None else argv)
     command_line = list(argv)
-    # the script's defaults for TrainingArguments go in before the YAML file and the command line
-    argv = [
-        item for key, value in TRAINING_DEFAULTS.items() if f"--{key}" not in argv for item in (f"--{key}", str(value))
-    ] + argv  # noqa: E501
-    script, mix_arguments, training = parse_args(parser_types, argv)
+    # the script's defaults for TrainingArguments sit below the YAML file and the command line
+    script, mix_arguments, training = parse_args(parser_types, argv, defaults=TRAINING_DEFAULTS)
     mix = to_mix_config(mix_arguments)
     if not torch.cuda.is_available() and not training.use_cpu:
         training = training.__class__(**{**_init_kwargs(training), "use_cpu": True})  # gloo when launched on CPU

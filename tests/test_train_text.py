@@ -91,6 +91,19 @@ def test_a_yaml_config_is_applied_and_the_command_line_overrides_it(tmp_path):
     assert s.method == "embeddings" and mix.mixup_alpha == 0.7 and mix.seed == 5 and t.learning_rate == 0.001
 
 
+def test_a_config_file_beats_the_scripts_defaults(tmp_path):
+    # the script's own defaults (output_dir, epochs, ...) must sit below a --config file, not above it
+    from hiddenmix.cli import MixArguments, parse_args
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"num_train_epochs: 7\noutput_dir: {tmp_path / 'from-yaml'}\n")
+    types = (script.ScriptArguments, MixArguments, script.TrainingArguments)
+    _, _, t = parse_args(types, ["--config", str(cfg)], defaults=script.TRAINING_DEFAULTS)
+    assert t.num_train_epochs == 7 and t.output_dir == str(tmp_path / "from-yaml")
+    _, _, t = parse_args(types, [], defaults=script.TRAINING_DEFAULTS)
+    assert t.num_train_epochs == script.TRAINING_DEFAULTS["num_train_epochs"]
+
+
 def test_every_shipped_text_config_parses():
     from hiddenmix.cli import MixArguments, parse_args, to_mix_config
 
@@ -197,3 +210,17 @@ def test_experiment_runner_reports_paired_results_and_resumes(tiny_model_dir, tm
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "4 runs in the grid, 3 done, 1 to run" in second.stdout
+
+
+def test_a_classlabel_class_without_training_rows_is_not_in_the_label_set(tmp_path):
+    import datasets
+
+    from hiddenmix.data import load_text_dataset
+
+    feature = datasets.ClassLabel(names=["neg", "neu", "pos"])
+    features = datasets.Features({"text": datasets.Value("string"), "label": feature})
+    train = datasets.Dataset.from_dict({"text": ["a", "b", "c", "d"], "label": [0, 2, 0, 2]}, features=features)
+    validation = datasets.Dataset.from_dict({"text": ["e", "f"], "label": [1, 0]}, features=features)
+    datasets.DatasetDict({"train": train, "validation": validation}).save_to_disk(str(tmp_path / "saved"))
+    with pytest.raises(ValueError, match=r"labels \['neu'\] that are not in the training label set \['neg', 'pos'\]"):
+        load_text_dataset(str(tmp_path / "saved"))
