@@ -86,6 +86,7 @@ class ScriptArguments:
         metadata={"help": "Share of the training rows held out to fit a temperature; adds nll_ts / ece_ts."},
     )
     split_seed: int = field(default=0, metadata={"help": "Seed of the data subsets and held-out splits."})
+    plot: bool = field(default=True, metadata={"help": "Write reliability.png."})
     save_model: bool = field(default=False, metadata={"help": "Save the final model(s) under output_dir/<run>."})
 
     def __post_init__(self) -> None:
@@ -245,13 +246,14 @@ def main(argv: list[str] | None = None) -> dict:
             "command": "python scripts/train_text_classifier.py " + " ".join(command_line),
         }
         write_json(out / "results.json", summary)
-        reliability_diagram(curves, out / "reliability.png", n_bins=script.ece_bins,
-                            title=f"{summary['model'].split(' ')[0]} on {script.dataset}")  # fmt: skip
+        if script.plot:
+            title = f"{summary['model'].split(' ')[0]} on {script.dataset}"
+            reliability_diagram(curves, out / "reliability.png", n_bins=script.ece_bins, title=title)
         print(f"\n{'run':<18} {'accuracy':>8} {'macro-F1':>8} {'NLL':>7} {'ECE':>7} {'train s':>8}")
         for name, m in results.items():
             print(f"{name:<18} {m['accuracy']:>8.4f} {m['macro_f1']:>8.4f} {m['nll']:>7.4f} {m['ece']:>7.4f} "
                   f"{m['train_seconds']:>8.1f}")  # fmt: skip
-        print(f"\nwrote {out / 'results.json'} and {out / 'reliability.png'}")
+        print(f"\nwrote {out / 'results.json'}" + (f" and {out / 'reliability.png'}" if script.plot else ""))
     return results
 
 
