@@ -168,3 +168,128 @@ def finish_distributed() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+# ------------------------------------------------------------------------------------------------ runs
+@dataclasses.dataclass
+class RunArguments:
+    """The options every training script shares: which runs, how they are scored, what is written."""
+
+    baseline: bool = dataclasses.field(default=True, metadata={"help": "Also train a no-mix baseline the same way."})
+    overwrite_output_dir: bool = dataclasses.field(
+        default=False, metadata={"help": "Allow an output folder that holds files."}
+    )
+    ece_bins: int = dataclasses.field(default=15, metadata={"help": "Confidence bins of the ECE and the diagram."})
+    clean_loss_weight: float = dataclasses.field(
+        default=0.0, metadata={"help": "RegMixup: weight of a clean forward's loss added to the mixed loss."}
+    )
+    mix_off_for_last: float = dataclasses.field(
+        default=0.0, metadata={"help": "Share of training steps, at the end, without mixing."}
+    )
+    calibration_size: float = dataclasses.field(
+        default=0.0,
+        metadata={"help": "Share of the training rows held out to fit a temperature; adds nll_ts / ece_ts."},
+    )
+    split_seed: int = dataclasses.field(default=0, metadata={"help": "Seed of the data subsets and held-out splits."})
+    plot: bool = dataclasses.field(default=True, metadata={"help": "Write reliability.png."})
+    save_model: bool = dataclasses.field(
+        default=False, metadata={"help": "Save the final model(s) under output_dir/<run>."}
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ece_bins, bool) or not isinstance(self.ece_bins, int) or self.ece_bins < 1:
+            raise ValueError(f"ece_bins={self.ece_bins!r} must be an integer >= 1.")
+        if not 0 <= self.calibration_size < 1:
+            raise ValueError(f"calibration_size={self.calibration_size!r} must be in [0, 1).")
+        if not 0 <= self.mix_off_for_last <= 1:
+            raise ValueError(f"mix_off_for_last={self.mix_off_for_last!r} must be in [0, 1].")
+        if self.clean_loss_weight < 0:
+            raise ValueError(f"clean_loss_weight={self.clean_loss_weight!r} must be >= 0 (0 turns it off).")
+
+
+def replace_training(training: Any, **changes: Any) -> Any:
+    """A copy of `TrainingArguments` with `changes` (rebuilt from its init fields, as `to_dict()` flattens some)."""
+    kwargs = {f.name: getattr(training, f.name) for f in dataclasses.fields(training) if f.init}
+    return training.__class__(**{**kwargs, **changes})
+
+
+def planned_runs(method: str, mix: Any, run: RunArguments) -> dict:
+    """`{run name: MixConfig}`: the no-mix baseline (if asked, or if the method is `none`) and the mixed run."""
+    runs = {}
+    if run.baseline or method == "none":
+        runs["no-mix"] = mix.replace(enabled=False)
+    if method != "none":
+        runs[f"{method}-mixup"] = mix.replace(site=method, enabled=True)
+    return runs
+
+
+def hold_out_calibration(train: Any, run: RunArguments) -> tuple[Any, Any | None]:
+    """Split `run.calibration_size` of the training rows off to fit a temperature on (None when 0)."""
+    if run.calibration_size <= 0:
+        return train, None
+    split = train.train_test_split(test_size=run.calibration_size, seed=run.split_seed)
+    return split["train"], split["test"]
+
+
+def train_and_score(
+    name: str, *, model: Any, mix: Any, training: Any, data: dict, run: RunArguments, **trainer_kwargs: Any
+) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    """Train `model` with `mix` under `output_dir/<name>` and score it on `data["validation"]`.
+
+    With `data["calibration"]`, a temperature is fitted on those held-out training rows and the evaluation scored
+    again with it (`temperature`, `nll_ts`, `ece_ts`).
+
+    Returns:
+        The metrics (accuracy, macro-F1, NLL, ECE, training seconds, ...) and `(probabilities, labels)`.
+    """
+    import time
+
+    import torch
+    from transformers import EvalPrediction
+
+    from .metrics import classification_metrics, fit_temperature
+    from .trainer import MixScheduleCallback, MixupTrainer
+
+    args = replace_training(training, output_dir=os.path.join(training.output_dir, name))
+    score = classification_metrics(n_bins=run.ece_bins)
+    callbacks = [MixScheduleCallback(off_for_last=run.mix_off_for_last)] if run.mix_off_for_last else None
+    trainer = MixupTrainer(
+        model=model,
+        args=args,
+        train_dataset=data["train"],
+        eval_dataset=data["validation"],
+        mix_config=mix,
+        compute_metrics=score,
+        clean_loss_weight=run.clean_loss_weight if mix.enabled else 0.0,
+        callbacks=callbacks,
+        **trainer_kwargs,
+    )
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    prediction = trainer.predict(data["validation"])
+    logits, labels = prediction.predictions, prediction.label_ids
+    metrics = score(EvalPrediction(predictions=logits, label_ids=labels))
+    if data.get("calibration") is not None:  # fitted on held-out training rows, applied to the evaluation logits
+        held_out = trainer.predict(data["calibration"])
+        temperature = fit_temperature(held_out.predictions, held_out.label_ids)
+        scaled = score(EvalPrediction(predictions=logits / temperature, label_ids=labels))
+        metrics.update(temperature=temperature, nll_ts=scaled["nll"], ece_ts=scaled["ece"])
+    if run.save_model and trainer.is_world_process_zero():
+        trainer.save_model(args.output_dir)
+    trainer.mixer.remove()
+    probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()
+    return {**metrics, "train_seconds": seconds}, (probs, np.asarray(labels))
+
+
+def write_results(out: Path, summary: dict, curves: dict, run: RunArguments, *, title: str) -> None:
+    """Write `results.json` (and `reliability.png`) in `out`, and print the table of the runs."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", summary)
+    if run.plot:
+        reliability_diagram(curves, out / "reliability.png", n_bins=run.ece_bins, title=title)
+    print(f"\n{'run':<18} {'accuracy':>8} {'macro-F1':>8} {'NLL':>7} {'ECE':>7} {'train s':>8}")
+    for name, m in summary["results"].items():
+        print(f"{name:<18} {m['accuracy']:>8.4f} {m['macro_f1']:>8.4f} {m['nll']:>7.4f} {m['ece']:>7.4f} "
+              f"{m['train_seconds']:>8.1f}")  # fmt: skip
+    print(f"\nwrote {out / 'results.json'}" + (f" and {out / 'reliability.png'}" if run.plot else ""))

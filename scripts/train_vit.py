@@ -37,7 +37,6 @@ import functools
 import json
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,6 @@ from PIL import Image  # noqa: E402
 from transformers import (  # noqa: E402
     AutoConfig,
     AutoModelForImageClassification,
-    EvalPrediction,
     TrainingArguments,
     ViTConfig,
     ViTForImageClassification,
@@ -62,15 +60,17 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 from hiddenmix import HiddenMixer, MixConfig  # noqa: E402
 from hiddenmix.cli import (  # noqa: E402
     MixArguments,
+    RunArguments,
     check_output_dir,
     finish_distributed,
+    hold_out_calibration,
     parse_args,
-    reliability_diagram,
+    planned_runs,
+    replace_training,
     to_mix_config,
-    write_json,
+    train_and_score,
+    write_results,
 )
-from hiddenmix.metrics import classification_metrics  # noqa: E402
-from hiddenmix.trainer import MixupTrainer  # noqa: E402
 
 METHODS = ("none", "input", "embeddings", "hidden")
 BUILTIN_IMAGE_DATASETS = {"digits": ("image", "label")}  # name: (image column, label column)
@@ -96,10 +96,6 @@ class ScriptArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Seeded training subset size."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Seeded evaluation subset size."})
     method: str = field(default="input", metadata={"help": "none | input | embeddings | hidden: where to mix."})
-    baseline: bool = field(default=True, metadata={"help": "Also train a no-mix baseline the same way."})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Allow an output folder with files."})
-    ece_bins: int = field(default=15, metadata={"help": "Confidence bins of the ECE and the diagram."})
-    save_model: bool = field(default=False, metadata={"help": "Save the final model(s) under output_dir/<run>."})
     image_mean: list[float] | None = field(
         default=None, metadata={"help": "Per-channel mean to subtract (default: the model's preprocessor, else 0.5)."}
     )
@@ -123,7 +119,7 @@ class ScriptArguments:
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r} is not allowed; choose one of {list(METHODS)}.")
         for name in ("image_size", "patch_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "ece_bins"):  # fmt: skip
+                     "intermediate_size"):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be an integer >= 1.")
@@ -464,60 +460,21 @@ def image_settings(script: ScriptArguments, first_image: Any) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- training
-def _init_kwargs(args: TrainingArguments) -> dict:
-    # to_dict() flattens some fields; the init fields rebuild the same arguments
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init}
-
-
-def train_and_evaluate(
-    name: str,
-    script: ScriptArguments,
-    mix: MixConfig,
-    training: TrainingArguments,
-    data: dict[str, Any],
-    model: torch.nn.Module,
-) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
-    """Train `model` with `mix` under `output_dir/<name>` and score it on the validation split.
-
-    Returns:
-        The metrics (accuracy, macro-F1, NLL, ECE, training seconds) and `(probabilities, labels)` for the diagram.
-    """
-    args = training.__class__(**{**_init_kwargs(training), "output_dir": os.path.join(training.output_dir, name)})
-    trainer = MixupTrainer(
-        model=model,
-        args=args,
-        train_dataset=data["train"],
-        eval_dataset=data["validation"],
-        data_collator=default_data_collator,
-        mix_config=mix,
-        compute_metrics=classification_metrics(n_bins=script.ece_bins),
-    )
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    prediction = trainer.predict(data["validation"])
-    logits, labels = prediction.predictions, prediction.label_ids
-    metrics = classification_metrics(n_bins=script.ece_bins)(EvalPrediction(predictions=logits, label_ids=labels))
-    if script.save_model and trainer.is_world_process_zero():
-        trainer.save_model(args.output_dir)
-    trainer.mixer.remove()
-    probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()
-    return {**metrics, "train_seconds": seconds}, (probs, np.asarray(labels))
-
-
-def parse(argv: list[str]) -> tuple[ScriptArguments, MixConfig, TrainingArguments]:
-    """The script's, the mixing and the training arguments of `argv` (`--config FILE.yaml` included), validated.
+def parse(argv: list[str]) -> tuple[ScriptArguments, RunArguments, MixConfig, TrainingArguments]:
+    """The script's, run, mixing and training arguments of `argv` (`--config FILE.yaml` included), validated.
 
     Precedence, lowest first: the dataclasses' defaults, this script's (`TRAINING_DEFAULTS`, `MIX_DEFAULTS`), the
     YAML file, the command line.
     """
-    script, mix_arguments, training = parse_args(
-        (ScriptArguments, MixArguments, TrainingArguments), argv, defaults={**TRAINING_DEFAULTS, **MIX_DEFAULTS}
+    script, run, mix_arguments, training = parse_args(
+        (ScriptArguments, RunArguments, MixArguments, TrainingArguments),
+        argv,
+        defaults={**TRAINING_DEFAULTS, **MIX_DEFAULTS},
     )
     mix = to_mix_config(mix_arguments)
     if not torch.cuda.is_available() and not training.use_cpu:
-        training = training.__class__(**{**_init_kwargs(training), "use_cpu": True})  # gloo when launched on CPU
-    return script, mix, training
+        training = replace_training(training, use_cpu=True)  # gloo when launched on CPU
+    return script, run, mix, training
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -528,10 +485,10 @@ def main(argv: list[str] | None = None) -> dict:
     """
     hf_logging.set_verbosity_warning()
     given = list(sys.argv[1:] if argv is None else argv)
-    script, mix, training = parse(given)
+    script, run, mix, training = parse(given)
 
     # Check everything before anything is written: the output folder, the data, the model and the mixer.
-    out = check_output_dir(training.output_dir, script.overwrite_output_dir)
+    out = check_output_dir(training.output_dir, run.overwrite_output_dir)
     data, label_names, image_column, label_column = load_image_dataset(
         script.dataset,
         image_column=script.image_column,
@@ -540,7 +497,7 @@ def main(argv: list[str] | None = None) -> dict:
         validation_size=script.validation_size,
         max_train_samples=script.max_train_samples,
         max_eval_samples=script.max_eval_samples,
-        seed=training.data_seed if training.data_seed is not None else training.seed,
+        seed=run.split_seed,
     )
     image = image_settings(script, data["train"][0][image_column])
     if mix.num_classes is not None and mix.num_classes != len(label_names):
@@ -550,18 +507,17 @@ def main(argv: list[str] | None = None) -> dict:
         )
     mix = mix.replace(num_classes=len(label_names))
     label_to_id = {n: i for i, n in enumerate(label_names)}
+    data = dict(data)
+    data["train"], data["calibration"] = hold_out_calibration(data["train"], run)
     data = {
         split: part.with_transform(
             make_transform(image_column, label_column, part.features[label_column], label_to_id, image)
         )
         for split, part in data.items()
+        if part is not None
     }
 
-    runs: dict[str, MixConfig] = {}
-    if script.baseline or script.method == "none":
-        runs["no-mix"] = mix.replace(enabled=False)
-    if script.method != "none":
-        runs[f"{script.method}-mixup"] = mix.replace(site=script.method, enabled=True)
+    runs = planned_runs(script.method, mix, run)
     # Every run starts from the same weights: each model is built right after seeding. The first is built now, so
     # a model that cannot load and a mixer that cannot attach to it (e.g. CutMix after Swin's stages) are refused
     # before any Trainer creates a folder; the others are built when their run starts, one model in memory at a time.
@@ -576,11 +532,12 @@ def main(argv: list[str] | None = None) -> dict:
             torch.manual_seed(training.seed)
             model = build_model(script, label_names, image["num_channels"])
         torch.manual_seed(training.seed)
-        results[name], curves[name] = train_and_evaluate(name, script, run_mix, training, data, model)
+        results[name], curves[name] = train_and_score(
+            name, model=model, mix=run_mix, training=training, data=data, run=run, data_collator=default_data_collator
+        )
         model = None
 
     if training.process_index == 0:
-        out.mkdir(parents=True, exist_ok=True)
         model_name = script.model_name_or_path or (
             f"ViT {script.image_size}px/{script.patch_size}, {script.num_hidden_layers}x{script.hidden_size} "
             "(random init)"
@@ -593,20 +550,14 @@ def main(argv: list[str] | None = None) -> dict:
             "eval_rows": len(data["validation"]),
             "image": image,
             "method": script.method,
-            "mix_config": {k: v for k, v in vars(runs[list(runs)[-1]]).items()},
+            "mix_config": dataclasses.asdict(runs[list(runs)[-1]]),
             "epochs": training.num_train_epochs,
             "max_steps": training.max_steps,
+            "processes": training.world_size,
             "results": results,
             "command": " ".join(["python scripts/train_vit.py", *given]),
         }
-        write_json(out / "results.json", summary)
-        reliability_diagram(curves, out / "reliability.png", n_bins=script.ece_bins,
-                            title=f"{model_name} on {script.dataset}")  # fmt: skip
-        print(f"\n{'run':<18} {'accuracy':>8} {'macro-F1':>8} {'NLL':>7} {'ECE':>7} {'train s':>8}")
-        for name, m in results.items():
-            print(f"{name:<18} {m['accuracy']:>8.4f} {m['macro_f1']:>8.4f} {m['nll']:>7.4f} {m['ece']:>7.4f} "
-                  f"{m['train_seconds']:>8.1f}")  # fmt: skip
-        print(f"\nwrote {out / 'results.json'} and {out / 'reliability.png'}")
+        write_results(out, summary, curves, run, title=f"{model_name} on {script.dataset}")
     return results
 
 

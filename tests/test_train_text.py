@@ -81,35 +81,29 @@ def test_runs_end_to_end_with_a_baseline_and_writes_results(tiny_model_dir, tmp_
 
 
 def test_a_yaml_config_is_applied_and_the_command_line_overrides_it(tmp_path):
-    from hiddenmix.cli import MixArguments, parse_args, to_mix_config
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("method: embeddings\nmixup_alpha: 0.3\nmix_seed: 5\nlearning_rate: 0.001\n")
     argv = ["--config", str(cfg), "--mixup_alpha", "0.7", "--output_dir", str(tmp_path / "o")]
-    s, m, t = parse_args((script.ScriptArguments, MixArguments, script.TrainingArguments), argv)
-    mix = to_mix_config(m)
+    s, _, mix, t = script.parse(argv)
     assert s.method == "embeddings" and mix.mixup_alpha == 0.7 and mix.seed == 5 and t.learning_rate == 0.001
 
 
 def test_a_config_file_beats_the_scripts_defaults(tmp_path):
     # the script's own defaults (output_dir, epochs, ...) must sit below a --config file, not above it
-    from hiddenmix.cli import MixArguments, parse_args
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"num_train_epochs: 7\noutput_dir: {tmp_path / 'from-yaml'}\n")
-    types = (script.ScriptArguments, MixArguments, script.TrainingArguments)
-    _, _, t = parse_args(types, ["--config", str(cfg)], defaults=script.TRAINING_DEFAULTS)
+    *_, t = script.parse(["--config", str(cfg)])
     assert t.num_train_epochs == 7 and t.output_dir == str(tmp_path / "from-yaml")
-    _, _, t = parse_args(types, [], defaults=script.TRAINING_DEFAULTS)
+    *_, t = script.parse([])
     assert t.num_train_epochs == script.TRAINING_DEFAULTS["num_train_epochs"]
 
 
 def test_every_shipped_text_config_parses():
-    from hiddenmix.cli import MixArguments, parse_args, to_mix_config
 
     for cfg in sorted((ROOT / "configs" / "text").glob("*.yaml")):
-        s, m, t = parse_args((script.ScriptArguments, MixArguments, script.TrainingArguments), ["--config", str(cfg)])
-        to_mix_config(m)
+        s, _, _, _ = script.parse(["--config", str(cfg)])
         assert s.method in script.METHODS, cfg
 
 

@@ -164,7 +164,7 @@ def test_image_to_tensor_converts_channels_resizes_and_scales():
 def test_every_vit_config_loads(path):
     text = path.read_text()
     assert text.startswith("#")  # says what it does
-    script, mix, training = train_vit.parse(["--config", str(path)])
+    script, _, mix, training = train_vit.parse(["--config", str(path)])
     import yaml
 
     values = yaml.safe_load(text)
@@ -183,7 +183,8 @@ def test_a_config_is_applied_and_the_command_line_overrides_it(tmp_path):
     mix = written["mix_config"]
     assert (mix["site"], mix["mixup_alpha"], mix["cutmix_alpha"]) == ("hidden", 0.4, 0.0)  # from the file
     assert mix["layers"] == [1]  # the file says [0, 1, 2]; the command line wins
-    script, _, training = train_vit.parse(["--config", str(config), "--learning_rate", "0.01", "--output_dir", "x"])
+    argv = ["--config", str(config), "--learning_rate", "0.01", "--output_dir", "x"]
+    script, _, mix, training = train_vit.parse(argv)
     assert (training.learning_rate, training.output_dir, training.num_train_epochs) == (0.01, "x", 15)
 
 
