@@ -3,7 +3,8 @@
     python scripts/run_experiments.py --grid configs/experiments/text_grid.yaml            # runs what is missing
     python scripts/run_experiments.py --grid configs/experiments/text_grid.yaml --report   # only the report
 
-Every run is `scripts/train_text_classifier.py` in a subprocess with the grid's options and its own output folder;
+Every run is the grid's `script` (default `scripts/train_text_classifier.py`; `scripts/train_vit.py` for images) in a
+subprocess with the grid's options and its own output folder;
 a run whose `results.json` exists is skipped, so a grid resumes where it stopped and may span several sittings.
 Every setting and the baseline of a seed share the data subsets, the initial head, the data order and the seeds;
 only the mixing differs. The report (printed and written as `report.md` in the grid's folder) gives, per dataset and
@@ -36,6 +37,9 @@ def load_grid(path: str) -> dict:
             raise ValueError(f"grid {path}: missing key {key!r}; a grid has output_dir, seeds, datasets, settings.")
     if BASELINE not in grid["settings"]:
         raise ValueError(f"grid {path}: settings must include the baseline {BASELINE!r} (method: none).")
+    grid.setdefault("script", "scripts/train_text_classifier.py")
+    if not (ROOT / grid["script"]).is_file():
+        raise ValueError(f"grid {path}: script={grid['script']!r} is not a file under {ROOT}.")
     return grid
 
 
@@ -57,7 +61,7 @@ def run_all(grid: dict, *, python: str) -> None:
     for i, (dataset, setting, seed) in enumerate(todo, 1):
         folder = out / dataset / setting / f"seed{seed}"
         options = {**grid.get("common", {}), **grid["datasets"][dataset], **grid["settings"][setting]}
-        argv = [python, str(ROOT / "scripts" / "train_text_classifier.py"), *as_flags(options), "--baseline", "false",
+        argv = [python, str(ROOT / grid["script"]), *as_flags(options), "--baseline", "false",
                 "--seed", str(seed), "--output_dir", str(folder), "--overwrite_output_dir", "true",
                 "--disable_tqdm", "true"]  # fmt: skip
         print(f"[{i}/{len(todo)}] {dataset} / {setting} / seed {seed}", flush=True)
