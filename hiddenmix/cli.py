@@ -217,7 +217,8 @@ def planned_runs(method: str, mix: Any, run: RunArguments) -> dict:
     """`{run name: MixConfig}`: the no-mix baseline (if asked, or if the method is `none`) and the mixed run."""
     runs = {}
     if run.baseline or method == "none":
-        runs["no-mix"] = mix.replace(enabled=False)
+        # the baseline's mixer sits where the mixed run's does, so both attach to the same places
+        runs["no-mix"] = mix.replace(enabled=False, site=method if method != "none" else mix.site)
     if method != "none":
         runs[f"{method}-mixup"] = mix.replace(site=method, enabled=True)
     return runs

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 
@@ -53,6 +54,10 @@ BUILTIN_TEXT_DATASETS = {
     "twitter-sentiment": ("text", "sentiment"),
     "bbc-news": ("text", "label"),
 }
+# a file's split from its name: train.csv, dev_matched.tsv, validation-00000.parquet, test.jsonl, ...
+_SPLIT_NAME = re.compile(r"^(train|training|validation|valid|val|dev|test)(?:[-_.].*)?$")
+_SPLIT_OF = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
+             "val": "validation", "dev": "validation", "test": "test"}  # fmt: skip
 _DATA_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
@@ -89,12 +94,14 @@ def _load_files(path: Path):
     if len(builders) > 1:
         raise ValueError(f"dataset={str(path)!r} mixes file types {sorted(builders)}; keep one type per folder.")
     by_split: dict[str, list[str]] = {}
-    for p in files:  # train.csv / validation.csv / test.csv name their split; other files are training data
-        split = p.stem.split("-")[0].lower()
-        split = {"dev": "validation", "valid": "validation", "val": "validation"}.get(split, split)
-        split = split if split in ("train", "validation", "test") else "train"
+    for p in files:  # train* / validation*, valid*, val*, dev* / test* name their split; other files are training
+        match = _SPLIT_NAME.match(p.stem.lower())
+        split = _SPLIT_OF.get(match.group(1), "train") if match else "train"
         by_split.setdefault(split, []).append(str(p))
-    return datasets.load_dataset(builders.pop(), data_files=by_split)
+    kwargs = {"delimiter": "\t"} if {p.suffix.lower() for p in files} == {".tsv"} else {}
+    if {p.suffix.lower() for p in files} >= {".tsv", ".csv"}:
+        raise ValueError(f"dataset={str(path)!r} mixes .csv and .tsv files; keep one delimiter per folder.")
+    return datasets.load_dataset(builders.pop(), data_files=by_split, **kwargs)
 
 
 def load_text_dataset(
@@ -146,6 +153,11 @@ def load_text_dataset(
             if "corresponds to no data" in str(err) or "empty" in str(err).lower():  # datasets' words for no rows
                 raise ValueError(f"dataset={dataset!r}: the training split is empty (no rows).") from err
             raise
+        except datasets.exceptions.DatasetGenerationError as err:
+            raise ValueError(
+                f"dataset={dataset!r}: its data files could not be read as one dataset; every split file must have "
+                f"the same columns ({err.__cause__ or err})."
+            ) from err
     else:
         try:
             raw = datasets.load_dataset(dataset)
@@ -175,9 +187,13 @@ def load_text_dataset(
     train = raw["train"]
     if len(train) == 0:
         raise ValueError(f"dataset={dataset!r}: the training split is empty.")
-    # drop rows without a text or a label rather than failing later inside the tokenizer
+    # drop rows without a text or a label (None, "", or a ClassLabel's -1 for "unlabelled") rather than train them
     needed = [c for c in (text_column, text_pair_column, label_column) if c is not None]
-    keep = lambda row: all(row[c] is not None and row[c] != "" for c in needed)  # noqa: E731
+
+    def keep(row: dict) -> bool:
+        return all(row[c] is not None and row[c] != "" for c in needed) and not (
+            isinstance(row[label_column], int) and row[label_column] < 0
+        )
 
     label_feature = train.features[label_column]
     # the label set is the labels the training rows have (a ClassLabel may name classes no training row has)
@@ -196,13 +212,23 @@ def load_text_dataset(
         split = train.train_test_split(test_size=validation_size, seed=seed, stratify_by_column="__label")
         train, validation = split["train"].remove_columns("__label"), split["test"].remove_columns("__label")
     else:
+        missing = [c for c in needed if c not in raw[validation_split].column_names]
+        if missing:
+            raise ValueError(
+                f"the evaluation split {validation_split!r} of {dataset!r} has no column(s) {missing}; its columns "
+                f"are {raw[validation_split].column_names}."
+            )
         train, validation = train.filter(keep), raw[validation_split].filter(keep)
     for name, part in (("training", train), ("evaluation", validation)):
         if len(part) == 0:
             raise ValueError(f"dataset={dataset!r}: the {name} split has no row with a text and a label.")
 
-    to_name = (lambda v: label_feature.names[v]) if isinstance(label_feature, datasets.ClassLabel) else str
-    unknown = sorted({to_name(v) for v in validation[label_column]} - set(label_names))
+    def namer(feature):  # each split names its ids through its own ClassLabel
+        return (lambda v: feature.names[v]) if isinstance(feature, datasets.ClassLabel) else str
+
+    to_name = namer(label_feature)
+    eval_name = namer(validation.features[label_column])
+    unknown = sorted({eval_name(v) for v in validation[label_column]} - set(label_names))
     if unknown:
         raise ValueError(
             f"the evaluation split of {dataset!r} has labels {unknown[:10]} that are not in the training label set "
@@ -210,15 +236,19 @@ def load_text_dataset(
         )
     label_to_id = {name: i for i, name in enumerate(label_names)}
 
-    def encode(batch):
-        out = {"text": batch[text_column], "labels": [label_to_id[to_name(v)] for v in batch[label_column]]}
-        if text_pair_column is not None:
-            out["text_pair"] = batch[text_pair_column]
-        return out
+    def encoder(name_of):
+        def encode(batch):
+            out = {"text": batch[text_column], "labels": [label_to_id[name_of(v)] for v in batch[label_column]]}
+            if text_pair_column is not None:
+                out["text_pair"] = batch[text_pair_column]
+            return out
+
+        return encode
 
     parts = {}
-    for name, part, limit in (("train", train, max_train_samples), ("validation", validation, max_eval_samples)):
+    splits = (("train", train, max_train_samples, to_name), ("validation", validation, max_eval_samples, eval_name))
+    for name, part, limit, name_of in splits:
         if limit is not None and limit < len(part):
             part = part.shuffle(seed=seed).select(range(limit))
-        parts[name] = part.map(encode, batched=True, remove_columns=part.column_names)
+        parts[name] = part.map(encoder(name_of), batched=True, remove_columns=part.column_names)
     return datasets.DatasetDict(parts), label_names

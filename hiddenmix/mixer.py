@@ -106,8 +106,7 @@ class HiddenMixer:
         else:
             self.stack = find_layer_stack(base, config.layer_stack)
             self.layers = self.stack.resolve_layers(config.layers)
-            if config.cutmix_on and not self._is_text:  # ViT-family: CutMix boxes on the patch grid
-                check_patch_cutmix(getattr(base, "config", None), config.site)
+        self._check_cutmix_site(config)
         self.attach()
 
     # ------------------------------------------------------------------ public API
@@ -127,8 +126,15 @@ class HiddenMixer:
                 f"set_config cannot move the site ({self.config.site!r}, layers={self.config.layers}) to "
                 f"({config.site!r}, layers={config.layers}); remove this mixer and attach a new one."
             )
+        self._check_cutmix_site(config)
         self.config = config
         self.sampler.config = config
+
+    def _check_cutmix_site(self, config: MixConfig) -> None:
+        # ViT-family CutMix draws boxes on the patch grid; checked when it can mix (a disabled no-mix baseline
+        # on, say, Swin is not refused for a CutMix it never does)
+        if config.enabled and config.cutmix_on and not self._is_text and config.site != "input":
+            check_patch_cutmix(getattr(self.model, "config", None), config.site)
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
@@ -141,7 +147,20 @@ class HiddenMixer:
 
     @contextlib.contextmanager
     def use_plan(self, plan: MixPlan) -> Iterator[None]:
-        """Training forwards inside the block use `plan` instead of drawing one (tests, hand-made mixes)."""
+        """Training forwards inside the block use `plan` instead of drawing one (tests, hand-made mixes).
+
+        The plan must be for this mixer's site (and, at the `hidden` site, name one of its layers); its batch size
+        is checked at each forward.
+        """
+        if not isinstance(plan, MixPlan):
+            raise TypeError(f"use_plan takes a MixPlan; got {type(plan).__name__}.")
+        if plan.site != self.config.site:
+            raise ValueError(f"the plan is for site={plan.site!r} but this mixer mixes at site={self.config.site!r}.")
+        if plan.site == "hidden" and plan.mixed and plan.layer not in self.layers:
+            raise ValueError(
+                f"the plan mixes after layer={plan.layer!r}, which is not one of this mixer's layers "
+                f"{list(self.layers)}; build it with layer=<one of them>."
+            )
         previous, self._forced = self._forced, plan
         try:
             yield
@@ -317,6 +336,10 @@ class HiddenMixer:
             raise ValueError("MixConfig.site='input' needs pixel_values in the forward call.")
         check_pixel_values(pixels, num_channels=getattr(self.model.config, "num_channels", None))
         plan = self._forced or self.sampler.sample(pixels.shape[0], pixels.device, grid=tuple(pixels.shape[-2:]))
+        if plan.batch_size != pixels.shape[0]:
+            raise ValueError(
+                f"the plan given to use_plan mixes a batch of {plan.batch_size}; this batch has {pixels.shape[0]}."
+            )
         self._plan = plan
         if not plan.mixed:
             return None

@@ -62,7 +62,8 @@ def infer_problem_type(labels: Tensor) -> str:
 
 
 def smooth_one_hot(labels: Tensor, num_classes: int, smoothing: float, ignore_index: int = -100) -> Tensor:
-    """`[B]` class ids -> `[B, C]` float32 rows; `ignore_index` rows become uniform (they are masked anyway)."""
+    """`[B]` class ids -> `[B, C]` float32 rows. `ignore_index` rows get an arbitrary class: they are only safe with
+    the `valid` mask of `mix_targets`, which leaves them out of the loss."""
     off = smoothing / num_classes
     on = 1.0 - smoothing + off
     safe = labels.clamp(0, num_classes - 1)  # ignore_index rows get some class; they are masked out anyway

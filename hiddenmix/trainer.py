@@ -305,7 +305,7 @@ class MixupTrainer(Trainer):
         micro-batches and, with `average_tokens_across_devices`, over the processes; `compute_loss` divides the
         summed row losses by it. A step's gradient is then that of the mean over every counted row of the step,
         however it is split into micro-batches and processes. (The parent's count would be of label *elements*,
-        which for multi-label rows is rows x classes.) The count stays on the device: no host sync.
+        which for multi-label rows is rows x classes.) The count is copied to the device without blocking.
         """
         batch_samples = []
         for _ in range(num_batches):
@@ -315,7 +315,8 @@ class MixupTrainer(Trainer):
                 break
         count = None
         if batch_samples and all(torch.is_tensor(batch.get("labels")) for batch in batch_samples):
-            count = sum(self._counted_rows(batch["labels"]).to(device) for batch in batch_samples)
+            # the labels are still on the host here: the counts go over without waiting for the device queue
+            count = sum(self._counted_rows(batch["labels"]).to(device, non_blocking=True) for batch in batch_samples)
             if self.args.average_tokens_across_devices and self.args.world_size > 1:
                 count = self.accelerator.gather(count.reshape(1)).sum()
         return batch_samples, count

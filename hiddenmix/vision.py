@@ -38,7 +38,7 @@ from torch import Tensor
 from .config import MixConfig
 from .ops import box_masks, weight_map
 from .plan import MixPlan, PlanSampler
-from .targets import SoftTargets, mix_targets
+from .targets import SoftTargets, _check_on_device, mix_targets
 
 MASKS = ("box", "fmix")
 # embedding_bag fuses "gather the partner row, weight both rows, add" into one pass; kernels exist for these dtypes
@@ -345,8 +345,17 @@ class MixupCutmix:
         return MixedImages(mixed, targets, plan, masks)
 
     def __call__(self, pixel_values: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """`(mixed pixel_values, soft targets)`; the targets are `[B, C]` rows (regression: mixed values)."""
+        """`(mixed pixel_values, soft targets)`; the targets are `[B, C]` rows (regression: mixed values).
+
+        Only the targets come back, so labels may not hold `ignore_index` rows here (they have no target to give):
+        use `mix(...)`, whose `targets.valid` says which rows to leave out of the loss.
+        """
         out = self.mix(pixel_values, labels)
+        _check_on_device(
+            out.targets.valid,
+            f"labels hold ignore_index={self.config.ignore_index} rows, which have no soft target; call "
+            "MixupCutmix.mix(...) and leave the rows where targets.valid is False out of the loss.",
+        )
         return out.pixel_values, out.targets.target
 
     def _fmix(self, plan: MixPlan, grid: tuple[int, int]) -> tuple[MixPlan, Tensor]:

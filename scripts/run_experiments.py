@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def load_grid(path: str) -> dict:
 
 
 def as_flags(options: dict) -> list[str]:
+    """Command-line flags of `options`; `null` becomes `None` through the script's `--config` instead (below)."""
     flags = []
     for key, value in options.items():
         if value is None:
@@ -61,13 +63,25 @@ def run_all(grid: dict, *, python: str) -> None:
     for i, (dataset, setting, seed) in enumerate(todo, 1):
         folder = out / dataset / setting / f"seed{seed}"
         options = {**grid.get("common", {}), **grid["datasets"][dataset], **grid["settings"][setting]}
-        argv = [python, str(ROOT / grid["script"]), *as_flags(options), "--baseline", "false",
+        # options set to null (e.g. max_train_samples: null = every row) cannot be flags: they go in a --config file
+        nulls = {k: None for k, v in options.items() if v is None}
+        config = []
+        if nulls:
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as null_file:
+                yaml.safe_dump(nulls, null_file)
+            config = ["--config", null_file.name]
+        argv = [python, str(ROOT / grid["script"]), *config, *as_flags(options), "--baseline", "false",
                 "--seed", str(seed), "--output_dir", str(folder), "--overwrite_output_dir", "true",
                 "--disable_tqdm", "true"]  # fmt: skip
         print(f"[{i}/{len(todo)}] {dataset} / {setting} / seed {seed}", flush=True)
         start = time.perf_counter()
-        done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        finally:
+            if nulls:
+                os.unlink(null_file.name)
         if done.returncode != 0:
+            folder.parent.mkdir(parents=True, exist_ok=True)
             (folder.parent / f"seed{seed}.error.log").write_text(done.stdout + done.stderr)
             raise RuntimeError(f"run {dataset}/{setting}/seed{seed} failed:\n{done.stderr[-3000:]}")
         print(f"    {time.perf_counter() - start:.0f} s", flush=True)

@@ -269,3 +269,19 @@ def test_hooks_add_no_host_reads_of_tensor_values(monkeypatch):
             model(**batch)
             assert mixer.plan.mixed
             assert counts["n"] == plain_reads, site
+
+
+def test_use_plan_refuses_a_plan_for_another_site_or_layer():
+    model = tiny_model("bert").train()
+    batch, _ = padded_batch("bert")
+    mixer = HiddenMixer(model, MixConfig(layers=(1,)))
+    with pytest.raises(ValueError, match="site='embeddings' but this mixer mixes at site='hidden'"):
+        with mixer.use_plan(MixPlan.from_lam(torch.tensor([1, 0, 3, 2]), 0.5, site="embeddings")):
+            pass
+    with pytest.raises(ValueError, match=r"layer=None, which is not one of this mixer's layers \[1\]"):
+        with mixer.use_plan(MixPlan.from_lam(torch.tensor([1, 0, 3, 2]), 0.5)):
+            pass
+    with mixer.use_plan(MixPlan.from_lam(torch.tensor([1, 0]), 0.5, layer=1)):
+        with pytest.raises(ValueError, match="mixes a batch of 2; this batch has 4"):
+            model(**batch)
+    mixer.remove()

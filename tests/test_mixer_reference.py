@@ -163,3 +163,26 @@ def test_a_direct_submodule_call_is_never_mixed_by_a_stale_plan():
         with torch.no_grad():
             direct = model.bert(**batch).last_hidden_state
     assert torch.equal(direct, plain)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "llama"])
+def test_a_paused_forward_before_backward_does_not_change_checkpointed_gradients(model_type):
+    # RegMixup runs a clean (paused) forward between the mixed forward and the backward. With transformers'
+    # gradient checkpointing the layer hooks stay outside the recomputed region, so the recompute uses the
+    # inputs the hooks produced: gradients must equal the uncheckpointed ones.
+    batch, labels = padded_batch(model_type)
+    plan = MixPlan.from_lam(INDEX, LAM, site="hidden", layer=0, token_mask=batch["attention_mask"].bool())
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_model(model_type, "eager", dropout=False).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        with HiddenMixer(model, MixConfig(site="hidden")) as mixer:
+            with mixer.use_plan(plan):
+                mixed = mixer.loss(model(**batch).logits, labels)
+            with mixer.paused():
+                clean = mixer.loss(model(**batch).logits, labels)
+            (mixed + clean).backward()
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    for g0, g1 in zip(*grads):
+        torch.testing.assert_close(g0, g1, rtol=1e-5, atol=1e-6)

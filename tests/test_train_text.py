@@ -218,3 +218,51 @@ def test_a_classlabel_class_without_training_rows_is_not_in_the_label_set(tmp_pa
     datasets.DatasetDict({"train": train, "validation": validation}).save_to_disk(str(tmp_path / "saved"))
     with pytest.raises(ValueError, match=r"labels \['neu'\] that are not in the training label set \['neg', 'pos'\]"):
         load_text_dataset(str(tmp_path / "saved"))
+
+
+def test_unlabelled_classlabel_rows_are_dropped_not_trained_as_the_last_class(tmp_path):
+    import datasets
+
+    from hiddenmix.data import load_text_dataset
+
+    feature = datasets.ClassLabel(names=["neg", "pos"])
+    features = datasets.Features({"text": datasets.Value("string"), "label": feature})
+    train = datasets.Dataset.from_dict({"text": ["a", "b", "c", "d"], "label": [0, 1, -1, 1]}, features=features)
+    test = datasets.Dataset.from_dict({"text": ["e", "f", "g"], "label": [-1, 0, -1]}, features=features)
+    datasets.DatasetDict({"train": train, "test": test}).save_to_disk(str(tmp_path / "saved"))
+    data, names = load_text_dataset(str(tmp_path / "saved"))
+    assert names == ["neg", "pos"]
+    assert data["train"]["text"] == ["a", "b", "d"] and data["train"]["labels"] == [0, 1, 1]
+    assert data["validation"]["text"] == ["f"] and data["validation"]["labels"] == [0]
+
+
+def test_a_tsv_folder_is_read_with_tabs_and_split_names_with_suffixes_are_recognised(tmp_path):
+    from hiddenmix.data import load_text_dataset
+
+    folder = tmp_path / "glue"
+    folder.mkdir()
+    (folder / "train.tsv").write_text("sentence\tmood\ngood, fine\tpos\nbad, awful\tneg\nok\tpos\nmeh\tneg\n")
+    (folder / "dev_matched.tsv").write_text("sentence\tmood\ngreat, good\tpos\n")
+    data, names = load_text_dataset(str(folder), text_column="sentence", label_column="mood")
+    assert data["train"]["text"] == ["good, fine", "bad, awful", "ok", "meh"]  # commas kept inside the text
+    assert data["validation"]["text"] == ["great, good"]  # dev_matched is the evaluation split, not training data
+    assert names == ["neg", "pos"]
+
+
+def test_an_evaluation_split_without_the_label_column_is_named(tmp_path):
+    import datasets
+
+    from hiddenmix.data import load_text_dataset
+
+    train = datasets.Dataset.from_dict({"sentence": ["good", "bad"], "mood": ["pos", "neg"]})
+    test = datasets.Dataset.from_dict({"sentence": ["fine"]})
+    datasets.DatasetDict({"train": train, "test": test}).save_to_disk(str(tmp_path / "saved"))
+    with pytest.raises(ValueError, match=r"evaluation split 'test' .* has no column\(s\) \['mood'\]; its columns"):
+        load_text_dataset(str(tmp_path / "saved"), text_column="sentence", label_column="mood")
+    # split files of a folder with different columns cannot be one dataset: said so, not a CastError
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_csv(folder / "train.csv", sentences(6))
+    (folder / "test.csv").write_text("sentence\ngood news\n")
+    with pytest.raises(ValueError, match="every split file must have the same columns"):
+        load_text_dataset(str(folder), text_column="sentence", label_column="mood")

@@ -540,3 +540,30 @@ def test_plan_and_mix_stay_on_the_batch_device():
     )
     assert out.pixel_values.device.type == "cuda" and out.plan.lam.device.type == "cuda"
     assert out.targets.target.device.type == "cuda"
+
+
+def test_the_transform_refuses_ignore_index_labels_it_cannot_mask_and_mix_returns_the_mask():
+    mix = MixupCutmix(MixConfig(num_classes=3, seed=0))
+    labels = torch.tensor([0, 1, -100, 2])
+    with pytest.raises(ValueError, match=r"labels hold ignore_index=-100 rows.*MixupCutmix.mix\(\.\.\.\)"):
+        mix(torch.rand(4, 3, 8, 8), labels)
+    out = mix.mix(torch.rand(4, 3, 8, 8), labels)
+    assert not out.targets.valid[2]
+
+
+def test_a_disabled_cutmix_config_is_not_refused_where_it_could_not_mix():
+    # a no-mix baseline on Swin keeps CutMix settings it never uses; only an enabled one is checked
+    model = swin()
+    HiddenMixer(model, MixConfig(site="hidden", cutmix_alpha=1.0, enabled=False)).remove()
+    mixer = HiddenMixer(model, MixConfig(site="hidden", mixup_alpha=0.4, enabled=False))
+    with pytest.raises(ValueError, match="CutMix"):
+        mixer.set_config(mixer.config.replace(cutmix_alpha=1.0, enabled=True))
+    mixer.remove()
+
+
+def test_the_baseline_run_sits_at_the_mixed_runs_site():
+    from hiddenmix.cli import RunArguments, planned_runs
+
+    runs = planned_runs("input", MixConfig(), RunArguments())
+    assert runs["no-mix"].site == "input" and not runs["no-mix"].enabled
+    assert runs["input-mixup"].site == "input" and runs["input-mixup"].enabled
