@@ -104,6 +104,22 @@ def _load_files(path: Path):
     return datasets.load_dataset(builders.pop(), data_files=by_split, **kwargs)
 
 
+def check_columns_and_eval_split(raw, dataset: str, columns: dict, validation_split: str | None) -> str | None:
+    """Check that the training split has every named column (`{argument: column or None}`) and resolve the
+    evaluation split: the one named, else `validation`, else `test`, else None (to be held out of `train`)."""
+    present = raw["train"].column_names
+    for arg, column in columns.items():
+        if column is not None and column not in present:
+            raise ValueError(f"{arg}={column!r} is not a column of dataset={dataset!r}; its columns are {present}.")
+    if validation_split is None:
+        return next((s for s in ("validation", "test") if s in raw), None)
+    if validation_split not in raw:
+        raise ValueError(
+            f"validation_split={validation_split!r} is not a split of {dataset!r}; splits: {sorted(raw)}."
+        )
+    return validation_split
+
+
 def load_text_dataset(
     dataset: str,
     *,
@@ -172,18 +188,8 @@ def load_text_dataset(
     if "train" not in raw:
         raise ValueError(f"dataset={dataset!r} has no 'train' split; its splits are {sorted(raw)}.")
 
-    columns = raw["train"].column_names
-    for arg, column in (("text_column", text_column), ("text_pair_column", text_pair_column),
-                        ("label_column", label_column)):  # fmt: skip
-        if column is not None and column not in columns:
-            raise ValueError(f"{arg}={column!r} is not a column of dataset={dataset!r}; its columns are {columns}.")
-
-    if validation_split is None:
-        validation_split = next((s for s in ("validation", "test") if s in raw), None)
-    elif validation_split not in raw:
-        raise ValueError(
-            f"validation_split={validation_split!r} is not a split of {dataset!r}; splits: {sorted(raw)}."
-        )
+    columns = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column}
+    validation_split = check_columns_and_eval_split(raw, dataset, columns, validation_split)
     train = raw["train"]
     if len(train) == 0:
         raise ValueError(f"dataset={dataset!r}: the training split is empty.")

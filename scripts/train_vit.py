@@ -71,6 +71,7 @@ from hiddenmix.cli import (  # noqa: E402
     train_and_score,
     write_results,
 )
+from hiddenmix.data import check_columns_and_eval_split  # noqa: E402
 
 METHODS = ("none", "input", "embeddings", "hidden")
 BUILTIN_IMAGE_DATASETS = {"digits": ("image", "label")}  # name: (image column, label column)
@@ -273,17 +274,8 @@ def load_image_dataset(
     if "train" not in raw:
         raise ValueError(f"dataset={dataset!r} has no 'train' split; its splits are {sorted(raw)}.")
     image_column, label_column = image_column or "image", label_column or "label"
-    columns = raw["train"].column_names
-    for arg, column in (("image_column", image_column), ("label_column", label_column)):
-        if column not in columns:
-            raise ValueError(f"{arg}={column!r} is not a column of dataset={dataset!r}; its columns are {columns}.")
-
-    if validation_split is None:
-        validation_split = next((s for s in ("validation", "test") if s in raw), None)
-    elif validation_split not in raw:
-        raise ValueError(
-            f"validation_split={validation_split!r} is not a split of {dataset!r}; splits: {sorted(raw)}."
-        )
+    columns = {"image_column": image_column, "label_column": label_column}
+    validation_split = check_columns_and_eval_split(raw, dataset, columns, validation_split)
     train = raw["train"]
     if len(train) == 0:
         raise ValueError(f"dataset={dataset!r} is an empty dataset: its training split has no row.")
