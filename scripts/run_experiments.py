@@ -38,6 +38,14 @@ def load_grid(path: str) -> dict:
             raise ValueError(f"grid {path}: missing key {key!r}; a grid has output_dir, seeds, datasets, settings.")
     if BASELINE not in grid["settings"]:
         raise ValueError(f"grid {path}: settings must include the baseline {BASELINE!r} (method: none).")
+    for name, spec in grid["datasets"].items():
+        subset = spec.get("settings")
+        if subset is None:
+            continue
+        unknown = [s for s in subset if s not in grid["settings"]]
+        if unknown or BASELINE not in subset:
+            raise ValueError(f"grid {path}: datasets.{name}.settings={subset!r} must list the baseline {BASELINE!r} "
+                             f"and settings of the grid only ({', '.join(grid['settings'])}).")  # fmt: skip
     grid.setdefault("script", "scripts/train_text_classifier.py")
     if not (ROOT / grid["script"]).is_file():
         raise ValueError(f"grid {path}: script={grid['script']!r} is not a file under {ROOT}.")
@@ -55,14 +63,31 @@ def as_flags(options: dict) -> list[str]:
     return flags
 
 
-def run_all(grid: dict, *, python: str) -> None:
+def select(grid: dict, key: str, names: list[str] | None) -> list[str]:
+    """The grid's `key` entries named in `names` (all of them when None), in the grid's order."""
+    if names is None:
+        return list(grid[key])
+    unknown = [n for n in names if n not in grid[key]]
+    if unknown:
+        raise ValueError(f"--{key} {' '.join(unknown)}: not in the grid; it has {', '.join(grid[key])}.")
+    return [n for n in grid[key] if n in names]
+
+
+def run_all(grid: dict, *, python: str, datasets: list[str] | None = None, settings: list[str] | None = None) -> None:
+    """Run every (dataset, seed, setting) of the grid, or of the named datasets / settings, that has no results yet.
+
+    Each dataset entry may carry its own `settings:` list (a subset of the grid's) to run only those there.
+    """
     out = Path(grid["output_dir"])
-    runs = [(d, s, seed) for d in grid["datasets"] for seed in grid["seeds"] for s in grid["settings"]]
+    runs = []
+    for d in select(grid, "datasets", datasets):
+        here = grid["datasets"][d].get("settings") or list(grid["settings"])
+        runs += [(d, s, seed) for seed in grid["seeds"] for s in select(grid, "settings", settings) if s in here]
     todo = [r for r in runs if not (out / r[0] / r[1] / f"seed{r[2]}" / "results.json").exists()]
     print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} done, {len(todo)} to run", flush=True)
     for i, (dataset, setting, seed) in enumerate(todo, 1):
         folder = out / dataset / setting / f"seed{seed}"
-        options = {**grid.get("common", {}), **grid["datasets"][dataset], **grid["settings"][setting]}
+        options = {**grid.get("common", {}), **dataset_options(grid, dataset), **grid["settings"][setting]}
         # options set to null (e.g. max_train_samples: null = every row) cannot be flags: they go in a --config file
         nulls = {k: None for k, v in options.items() if v is None}
         config = []
@@ -85,6 +110,11 @@ def run_all(grid: dict, *, python: str) -> None:
             (folder.parent / f"seed{seed}.error.log").write_text(done.stdout + done.stderr)
             raise RuntimeError(f"run {dataset}/{setting}/seed{seed} failed:\n{done.stderr[-3000:]}")
         print(f"    {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def dataset_options(grid: dict, dataset: str) -> dict:
+    """The script options of a dataset entry (its `settings:` subset is the runner's, not the script's)."""
+    return {k: v for k, v in grid["datasets"][dataset].items() if k != "settings"}
 
 
 def collect(grid: dict) -> dict:
@@ -133,7 +163,7 @@ def report(grid: dict) -> str:
     lines.append(f"Seeds {grid['seeds']}; mean ± std over the seeds that finished (n). Paired Δ: setting minus "
                  f"the no-mix run of the same seed, mean ± std. Accuracy and ECE in points (x100).")  # fmt: skip
     for dataset, settings in table.items():
-        options = {**grid.get("common", {}), **grid["datasets"][dataset]}
+        options = {**grid.get("common", {}), **dataset_options(grid, dataset)}
         lines += ["", f"## {dataset}", "", f"Options: `{' '.join(as_flags(options))}`", ""]
         lines.append(
             "| setting | n | accuracy | macro-F1 | NLL | ECE | NLL (TS) | ECE (TS) | T | Δacc | ΔNLL | ΔECE |"
@@ -151,11 +181,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", required=True, help="the grid YAML (output_dir, seeds, datasets, settings)")
     parser.add_argument("--report", action="store_true", help="only write the report of the runs that finished")
+    parser.add_argument("--datasets", nargs="+", help="run only these dataset entries of the grid")
+    parser.add_argument("--settings", nargs="+", help="run only these settings of the grid")
     args = parser.parse_args()
     grid = load_grid(args.grid)
     grid["_path"] = args.grid
     if not args.report:
-        run_all(grid, python=sys.executable)
+        run_all(grid, python=sys.executable, datasets=args.datasets, settings=args.settings)
     text = report(grid)
     Path(grid["output_dir"]).mkdir(parents=True, exist_ok=True)
     (Path(grid["output_dir"]) / "report.md").write_text(text)

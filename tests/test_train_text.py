@@ -266,3 +266,48 @@ def test_an_evaluation_split_without_the_label_column_is_named(tmp_path):
     (folder / "test.csv").write_text("sentence\ngood news\n")
     with pytest.raises(ValueError, match="every split file must have the same columns"):
         load_text_dataset(str(folder), text_column="sentence", label_column="mood")
+
+
+def _runner():
+    spec = importlib.util.spec_from_file_location("run_experiments", ROOT / "scripts" / "run_experiments.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_experiment_runner_runs_the_chosen_datasets_and_settings_and_each_datasets_subset(tmp_path, monkeypatch):
+    runner = _runner()
+    calls = []
+
+    def fake_run(argv, **kwargs):  # stands in for a training run: records its options, writes its results.json
+        out = Path(argv[argv.index("--output_dir") + 1])
+        out.mkdir(parents=True)
+        (out / "results.json").write_text(json.dumps({"results": {"run": {"accuracy": 1.0}}}))
+        calls.append(argv[2:])
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(runner.subprocess, "run", fake_run)
+    grid = {
+        "output_dir": str(tmp_path), "seeds": [0, 1], "script": "scripts/train_text_classifier.py",
+        "common": {"num_train_epochs": 2},
+        "datasets": {"a": {"dataset": "x"},
+                     "b": {"dataset": "y", "num_train_epochs": 5, "settings": ["no-mix", "s2"]}},
+        "settings": {"no-mix": {"method": "none"}, "s1": {"method": "hidden"}, "s2": {"method": "embeddings"}},
+    }  # fmt: skip
+    runner.run_all(grid, python="python", datasets=["b"])
+    ran = [(c[c.index("--dataset") + 1], c[c.index("--method") + 1], c[c.index("--seed") + 1]) for c in calls]
+    assert ran == [("y", "none", "0"), ("y", "embeddings", "0"), ("y", "none", "1"), ("y", "embeddings", "1")]
+    assert all("--settings" not in c and c[c.index("--num_train_epochs") + 1] == "5" for c in calls)
+    calls.clear()
+    runner.run_all(grid, python="python", settings=["s1", "s2"])  # b's s2 is done: only a's runs are left
+    assert sorted((c[c.index("--dataset") + 1], c[c.index("--method") + 1]) for c in calls) == [
+        ("x", "embeddings"), ("x", "embeddings"), ("x", "hidden"), ("x", "hidden")]  # fmt: skip
+    with pytest.raises(ValueError, match=r"--settings s9: not in the grid; it has no-mix, s1, s2"):
+        runner.run_all(grid, python="python", settings=["s9"])
+    with pytest.raises(ValueError, match=r"--datasets c: not in the grid; it has a, b"):
+        runner.run_all(grid, python="python", datasets=["c"])
+    for subset in (["no-mix", "s7"], ["s1"]):
+        grid["datasets"]["b"]["settings"] = subset
+        (tmp_path / "g.yaml").write_text(json.dumps(grid))  # JSON is YAML
+        with pytest.raises(ValueError, match=r"datasets.b.settings=.* must list the baseline 'no-mix' and settings"):
+            runner.load_grid(str(tmp_path / "g.yaml"))
