@@ -11,6 +11,7 @@ from .config import MixConfig
 from .mixer import HiddenMixer, unwrap_model
 from .ops import box_area_lam, box_masks, interpolate, token_share_lam, union_attention_mask
 from .plan import MixPlan, PlanSampler
+from .recipes import RECIPES, Recipe, get_recipe
 from .sites import LayerStack, SiteNotFoundError, find_layer_stack
 from .targets import (
     SoftTargets,
@@ -48,11 +49,14 @@ __all__ = [
     "MixConfig",
     "MixPlan",
     "PlanSampler",
+    "RECIPES",
+    "Recipe",
     "SiteNotFoundError",
     "SoftTargets",
     "box_area_lam",
     "box_masks",
     "find_layer_stack",
+    "get_recipe",
     "interpolate",
     "fmix_masks",
     "mix_pixels",

@@ -49,8 +49,10 @@ def parse_args(
 ) -> tuple:
     """`HfArgumentParser` over `dataclass_types`, with `--config FILE.yaml` whose values the command line overrides.
 
-    Precedence, lowest first: the dataclasses' own defaults, `defaults` (a script's own choices), the YAML file, the
-    command line. (A script's defaults given as command-line items instead would silently beat the YAML file.)
+    Precedence, lowest first: the dataclasses' own defaults, `defaults` (a script's own choices), the recipe (when a
+    dataclass has a `recipe` field: `--recipe NAME`, else the YAML file's, else `defaults`'; `none` for none), the
+    YAML file, the command line. (A script's defaults given as command-line items instead would silently beat the
+    YAML file.)
 
     Raises:
         ValueError: the YAML file (or `defaults`) names a key that no dataclass has (the message lists the known
@@ -74,6 +76,7 @@ def parse_args(
         if unknown:
             raise ValueError(f"parse_args(defaults=...): unknown key(s) {unknown}. Known keys: {sorted(known)}.")
         parser.set_defaults(**defaults)
+    values: dict[str, Any] = {}
     if config_file is not None:
         with open(config_file, encoding="utf-8") as f:
             values = yaml.safe_load(f) or {}
@@ -82,12 +85,35 @@ def parse_args(
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"--config {config_file}: unknown key(s) {unknown}. Known keys: {sorted(known)}.")
-        parser.set_defaults(**values)
+    if "recipe" in known:
+        recipe = _option_value(args, "--recipe") or values.get("recipe") or (defaults or {}).get("recipe")
+        if recipe not in (None, "none"):
+            from .recipes import get_recipe
+
+            options = get_recipe(recipe).options()
+            unknown = sorted(set(options) - known)
+            if unknown:
+                raise ValueError(f"recipe {recipe!r} sets option(s) {unknown} that this script does not take.")
+            parser.set_defaults(**options)
+    parser.set_defaults(**values)
     parsed, extra = parser.parse_known_args(args)
     if extra:
         raise ValueError(f"unknown command-line argument(s) {extra}; see --help.")
     return tuple(dtype(**{f.name: getattr(parsed, f.name) for f in dataclasses.fields(dtype) if f.init})
                  for dtype in dataclass_types)  # fmt: skip
+
+
+def _option_value(args: list[str], flag: str) -> str | None:
+    """The value of `flag` in `args` (`--flag value` or `--flag=value`; the last one wins), or None."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == flag:
+            if i + 1 >= len(args):
+                raise ValueError(f"{flag} needs a value.")
+            value = args[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg[len(flag) + 1 :]
+    return value
 
 
 def check_output_dir(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -175,6 +201,11 @@ def finish_distributed() -> None:
 class RunArguments:
     """The options every training script shares: which runs, how they are scored, what is written."""
 
+    recipe: str = dataclasses.field(
+        default="none",
+        metadata={"help": "A named recipe (hiddenmix.RECIPES) whose options the YAML file and the command line "
+                  "override; 'none' for none."},
+    )  # fmt: skip
     baseline: bool = dataclasses.field(default=True, metadata={"help": "Also train a no-mix baseline the same way."})
     overwrite_output_dir: bool = dataclasses.field(
         default=False, metadata={"help": "Allow an output folder that holds files."}
@@ -197,6 +228,10 @@ class RunArguments:
     )
 
     def __post_init__(self) -> None:
+        from .recipes import RECIPES
+
+        if self.recipe != "none" and self.recipe not in RECIPES:
+            raise ValueError(f"recipe={self.recipe!r} is not allowed; choose 'none' or one of {sorted(RECIPES)}.")
         if isinstance(self.ece_bins, bool) or not isinstance(self.ece_bins, int) or self.ece_bins < 1:
             raise ValueError(f"ece_bins={self.ece_bins!r} must be an integer >= 1.")
         if not 0 <= self.calibration_size < 1:

@@ -42,6 +42,7 @@ from transformers.utils import logging
 from .config import MixConfig
 from .mixer import HiddenMixer, unwrap_model
 from .plan import MixPlan
+from .recipes import get_recipe
 from .targets import soft_target_loss
 
 logger = logging.get_logger(__name__)
@@ -212,10 +213,13 @@ class MixupTrainer(Trainer):
             hooks are attached to this model.
         args: the `TrainingArguments`. `label_smoothing_factor` is taken as the mix config's `label_smoothing` when
             that is 0; different non-zero values of the two are an error.
-        mix_config: how to mix; default `MixConfig()`. Give this or `mixer`, not both.
+        mix_config: how to mix; default `MixConfig()`. Give at most one of `mix_config`, `mixer`, `recipe`.
         mixer: a `HiddenMixer` already attached to `model`.
+        recipe: the name of a recipe (`hiddenmix.RECIPES`, e.g. `"text-classifier"`): its `MixConfig`, its
+            `clean_loss_weight` (unless given here) and, if it turns mixing off for the last steps, a
+            `MixScheduleCallback`.
         clean_loss_weight: RegMixup: weight of the loss of a clean (unmixed) forward added to the mixed loss;
-            0 turns it off. The clean forward costs one extra forward per step.
+            0 turns it off. The clean forward costs one extra forward per step. `None`: the recipe's, else 0.
         **kwargs: everything else `transformers.Trainer` takes (`train_dataset`, `callbacks`, ...).
 
     Logged with the training loss, through `Trainer.log` (so TensorBoard, W&B, ... get them), over the steps since
@@ -238,7 +242,8 @@ class MixupTrainer(Trainer):
         *trainer_args: Any,
         mix_config: MixConfig | None = None,
         mixer: HiddenMixer | None = None,
-        clean_loss_weight: float = 0.0,
+        recipe: str | None = None,
+        clean_loss_weight: float | None = None,
         **kwargs: Any,
     ) -> None:
         # Every check runs before the model is touched.
@@ -247,8 +252,20 @@ class MixupTrainer(Trainer):
                 "MixupTrainer needs model=: the mixer's hooks are attached to that model "
                 "(model_init is not supported)."
             )
-        if mix_config is not None and mixer is not None:
-            raise ValueError("MixupTrainer takes mix_config= or mixer=, not both.")
+        choices = (("mix_config", mix_config), ("mixer", mixer), ("recipe", recipe))
+        given = [name for name, value in choices if value is not None]
+        if len(given) > 1:
+            raise ValueError(f"MixupTrainer takes one of mix_config=, mixer=, recipe=; got {' and '.join(given)}.")
+        if recipe is not None:
+            chosen = get_recipe(recipe)
+            mix_config = chosen.mix_config()
+            if clean_loss_weight is None:
+                clean_loss_weight = chosen.clean_loss_weight
+            if chosen.mix_off_for_last > 0:
+                kwargs["callbacks"] = [*(kwargs.get("callbacks") or []),
+                                       MixScheduleCallback(off_for_last=chosen.mix_off_for_last)]  # fmt: skip
+        if clean_loss_weight is None:
+            clean_loss_weight = 0.0
         if mix_config is not None and not isinstance(mix_config, MixConfig):
             raise TypeError(f"mix_config must be a hiddenmix.MixConfig; got {type(mix_config).__name__}.")
         if mixer is not None:

@@ -138,6 +138,32 @@ def fmt(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
     return f"{arr.mean():.{digits}f} ± {arr.std(ddof=1) if len(arr) > 1 else 0.0:.{digits}f}"
 
 
+ACCURACY_TOLERANCE = 0.3  # points: the recipe bar's allowance below the no-mix accuracy
+
+
+def recipe_bar(seeds: dict, base: dict) -> str:
+    """Whether a setting clears the bar a recommended recipe must clear, over the seeds paired with a baseline.
+
+    The bar: mean accuracy within `ACCURACY_TOLERANCE` points of no mixing (or above), and mean NLL and ECE lowered by
+    more than the seed-to-seed spread, taken as the larger of the paired differences' std and the baseline's std.
+
+    Returns:
+        `"yes"`, `"no: <what falls short>"`, or `"n < 2"` when fewer than 2 seeds are paired.
+    """
+    paired = [s for s in seeds if s in base]
+    if len(paired) < 2:
+        return "n < 2"
+    short = []
+    if 100 * np.mean([seeds[s]["accuracy"] - base[s]["accuracy"] for s in paired]) < -ACCURACY_TOLERANCE:
+        short.append("accuracy")
+    for metric in ("nll", "ece"):
+        diffs = np.array([seeds[s][metric] - base[s][metric] for s in paired])
+        spread = max(diffs.std(ddof=1), np.std([base[s][metric] for s in paired], ddof=1))
+        if not diffs.mean() < -spread:
+            short.append(metric.upper())
+    return "yes" if not short else "no: " + ", ".join(short)
+
+
 def _row(setting: str, seeds: dict, base: dict) -> str:
     """One table row: means ± std over seeds, and paired differences to the baseline of the same seed."""
 
@@ -152,7 +178,8 @@ def _row(setting: str, seeds: dict, base: dict) -> str:
     cells = [
         setting, str(len(seeds)), fmt(col("accuracy"), 100, 2), fmt(col("macro_f1"), 100, 2), fmt(col("nll")),
         fmt(col("ece"), 100, 2), fmt(col("nll_ts")), fmt(col("ece_ts"), 100, 2), fmt(col("temperature"), 1, 2),
-        delta("accuracy", 100, 2), delta("nll"), delta("ece", 100, 2),
+        delta("accuracy", 100, 2), delta("nll"), delta("ece", 100, 2), delta("nll_ts"),
+        "" if setting == BASELINE else recipe_bar(seeds, base),
     ]  # fmt: skip
     return "| " + " | ".join(cells) + " |"
 
@@ -160,15 +187,21 @@ def _row(setting: str, seeds: dict, base: dict) -> str:
 def report(grid: dict) -> str:
     table = collect(grid)
     lines = [f"# {grid.get('name', 'grid')}: mixing settings against no mix", ""]
-    lines.append(f"Seeds {grid['seeds']}; mean ± std over the seeds that finished (n). Paired Δ: setting minus "
-                 f"the no-mix run of the same seed, mean ± std. Accuracy and ECE in points (x100).")  # fmt: skip
+    lines.append(
+        f"Seeds {grid['seeds']}; mean ± std over the seeds that finished (n). Paired Δ: setting minus the no-mix run "
+        "of the same seed, mean ± std. Accuracy and ECE in points (x100). TS: after temperature scaling fitted on "
+        f"held-out training rows (T). Recipe bar: accuracy within {ACCURACY_TOLERANCE} points of no mix or above, and "
+        "NLL and ECE lowered by more than the seed-to-seed spread (the larger of the paired Δ's std and the no-mix "
+        "std); `no:` lists what falls short."
+    )
     for dataset, settings in table.items():
         options = {**grid.get("common", {}), **dataset_options(grid, dataset)}
         lines += ["", f"## {dataset}", "", f"Options: `{' '.join(as_flags(options))}`", ""]
         lines.append(
-            "| setting | n | accuracy | macro-F1 | NLL | ECE | NLL (TS) | ECE (TS) | T | Δacc | ΔNLL | ΔECE |"
+            "| setting | n | accuracy | macro-F1 | NLL | ECE | NLL (TS) | ECE (TS) | T | Δacc | ΔNLL | ΔECE "
+            "| ΔNLL (TS) | recipe bar |"
         )
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for setting, seeds in settings.items():
             lines.append(_row(setting, seeds, settings.get(BASELINE, {})))
     lines += ["", "Settings:", ""]

@@ -11,6 +11,9 @@ differs. Prints and writes accuracy, macro-F1, NLL and ECE of each (`results.jso
 Every option of `MixConfig` is an option here (`--mixup_alpha 0.2 --layers 2 4 6 ...`), as are all of
 `transformers.TrainingArguments` and the script's own below; `--config FILE.yaml` sets any of them and the command
 line overrides the file.
+
+The mixing starts from the measured `text-classifier` recipe (`hiddenmix.RECIPES`); the YAML file and the command
+line override it, and `--recipe none` starts from `MixConfig()`'s defaults instead.
 """
 
 from __future__ import annotations
@@ -96,6 +99,7 @@ TRAINING_DEFAULTS = dict(
     report_to="none",
     seed=0,
     data_seed=0,
+    recipe="text-classifier",  # hiddenmix's measured recipe for this use; --recipe none for the plain defaults
 )
 
 
@@ -185,6 +189,9 @@ def main(argv: list[str] | None = None) -> dict:
             "labels": label_names,
             "train_rows": len(data["train"]),
             "eval_rows": len(data["validation"]),
+            "recipe": run.recipe,
+            "clean_loss_weight": run.clean_loss_weight,
+            "mix_off_for_last": run.mix_off_for_last,
             "mix_config": dataclasses.asdict(runs[list(runs)[-1]]),
             "epochs": training.num_train_epochs,
             "processes": training.world_size,

@@ -311,3 +311,22 @@ def test_experiment_runner_runs_the_chosen_datasets_and_settings_and_each_datase
         (tmp_path / "g.yaml").write_text(json.dumps(grid))  # JSON is YAML
         with pytest.raises(ValueError, match=r"datasets.b.settings=.* must list the baseline 'no-mix' and settings"):
             runner.load_grid(str(tmp_path / "g.yaml"))
+
+
+def test_the_recipe_bar_needs_accuracy_kept_and_nll_and_ece_lowered_beyond_the_seed_spread():
+    bar = _runner().recipe_bar
+    base = {s: {"accuracy": 0.80 + a, "nll": 0.60 + n, "ece": 0.05 + e}
+            for s, (a, n, e) in enumerate([(0.0, 0.00, 0.00), (0.01, 0.02, 0.01), (-0.01, -0.02, -0.01)])}  # fmt: skip
+
+    def shifted(acc, nll, ece, jitter=0.0):
+        return {s: {"accuracy": r["accuracy"] + acc, "nll": r["nll"] + nll + jitter * (s - 1), "ece": r["ece"] + ece}
+                for s, r in base.items()}  # fmt: skip
+
+    assert bar(shifted(-0.002, -0.05, -0.02), base) == "yes"  # -0.2 points, NLL and ECE well below the spread
+    assert bar(shifted(-0.004, -0.05, -0.02), base) == "no: accuracy"  # -0.4 points
+    # the baseline's NLL std over seeds is 0.02: a mean drop of 0.015 is inside it, 0.03 is not
+    assert bar(shifted(0.0, -0.015, -0.02), base) == "no: NLL"
+    assert bar(shifted(0.0, -0.03, -0.005), base) == "no: ECE"
+    # a mean drop of 0.03 beyond the baseline spread, but paired Δs of std 0.04 (-0.07, -0.03, 0.01): not enough
+    assert bar(shifted(0.0, -0.03, -0.02, jitter=0.04), base) == "no: NLL"
+    assert bar({0: base[0]}, base) == "n < 2"

@@ -318,7 +318,7 @@ def test_bad_schedules_are_refused(kwargs, match):
 def test_bad_trainer_arguments_are_refused(tmp_path):
     model = tiny_model()
     args = training_args(tmp_path)
-    with pytest.raises(ValueError, match="mix_config= or mixer=, not both"):
+    with pytest.raises(ValueError, match="one of mix_config=, mixer=, recipe=; got mix_config and mixer"):
         from hiddenmix import HiddenMixer
 
         MixupTrainer(model=model, args=args, mix_config=MixConfig(), mixer=HiddenMixer(model))
