@@ -9,6 +9,8 @@ trainer = MixupTrainer(model=model, args=args, train_dataset=train, eval_dataset
 trainer.train()
 ```
 
+Without `mix_config` (or `mixer`, or `recipe=`) the measured recipe for the model's kind is used (`hiddenmix.RECIPES`).
+
 Training forwards are mixed inside the model by a `HiddenMixer`; the labels are taken out of the inputs before the
 forward (a `...ForSequenceClassification` given float labels would silently switch its own loss to BCE and persist
 `config.problem_type`), and the loss is the soft-target loss of that forward's plan. Evaluation and prediction are
@@ -200,6 +202,13 @@ class MixScheduleCallback(TrainerCallback):
 
 
 # ---------------------------------------------------------------------------------------------------- trainer
+def default_recipe(model: nn.Module) -> str:
+    """The recipe a `MixupTrainer` uses when given no mixing: `"vit"` for image models (main input `pixel_values`),
+    `"text-classifier"` for every other model."""
+    main_input = getattr(unwrap_model(model), "main_input_name", "input_ids")
+    return "vit" if main_input == "pixel_values" else "text-classifier"
+
+
 class MixupTrainer(Trainer):
     """A `transformers.Trainer` whose training forwards are mixed by a `HiddenMixer`.
 
@@ -213,7 +222,9 @@ class MixupTrainer(Trainer):
             hooks are attached to this model.
         args: the `TrainingArguments`. `label_smoothing_factor` is taken as the mix config's `label_smoothing` when
             that is 0; different non-zero values of the two are an error.
-        mix_config: how to mix; default `MixConfig()`. Give at most one of `mix_config`, `mixer`, `recipe`.
+        mix_config: how to mix. Give at most one of `mix_config`, `mixer`, `recipe`; with none of them the measured
+            recipe for the model's kind is used (`default_recipe(model)`: `"vit"` for a model whose main input is
+            `pixel_values`, `"text-classifier"` otherwise).
         mixer: a `HiddenMixer` already attached to `model`.
         recipe: the name of a recipe (`hiddenmix.RECIPES`, e.g. `"text-classifier"`): its `MixConfig`, its
             `clean_loss_weight` (unless given here) and, if it turns mixing off for the last steps, a
@@ -256,6 +267,9 @@ class MixupTrainer(Trainer):
         given = [name for name, value in choices if value is not None]
         if len(given) > 1:
             raise ValueError(f"MixupTrainer takes one of mix_config=, mixer=, recipe=; got {' and '.join(given)}.")
+        if not given:
+            recipe = default_recipe(model)
+            logger.info(f"MixupTrainer: no mix_config, mixer or recipe given; using the {recipe!r} recipe.")
         if recipe is not None:
             chosen = get_recipe(recipe)
             mix_config = chosen.mix_config()
@@ -282,7 +296,7 @@ class MixupTrainer(Trainer):
             or clean_loss_weight < 0
         ):
             raise ValueError(f"clean_loss_weight={clean_loss_weight!r} must be a finite number >= 0 (0 turns it off).")
-        config = mixer.config if mixer is not None else (mix_config or MixConfig())
+        config = mixer.config if mixer is not None else mix_config
         smoothing = getattr(args, "label_smoothing_factor", 0.0) or 0.0
         if smoothing > 0:
             if config.label_smoothing == 0:
