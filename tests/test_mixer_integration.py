@@ -198,22 +198,39 @@ def test_torch_compile_runs_and_mixes():
     mixer.remove()
 
 
-def test_ddp_wrapped_model_mixes_through_the_inner_module(tmp_path):
-    import torch.distributed as dist
+_DDP_CHECK = """
+import sys, torch, torch.distributed as dist
+sys.path.insert(0, sys.argv[1])
+from models import forward, padded_batch, tiny_model
+from hiddenmix import HiddenMixer, MixConfig
 
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
-    try:
-        model = tiny_model("bert").train()
-        ddp = torch.nn.parallel.DistributedDataParallel(model)
-        batch, labels = padded_batch("bert")
-        plain = forward(ddp, batch)
-        with HiddenMixer(ddp, MixConfig(seed=0)) as mixer:
-            assert mixer.model is model
-            out = forward(ddp, batch)
-            mixer.loss(out, labels).backward()
-        assert not torch.allclose(out, plain)
-    finally:
-        dist.destroy_process_group()
+dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+model = tiny_model("bert").train()
+ddp = torch.nn.parallel.DistributedDataParallel(model)
+batch, labels = padded_batch("bert")
+plain = forward(ddp, batch)
+with HiddenMixer(ddp, MixConfig(seed=0)) as mixer:
+    assert mixer.model is model
+    out = forward(ddp, batch)
+    mixer.loss(out, labels).backward()
+assert not torch.allclose(out, plain)
+dist.destroy_process_group()
+print("ok")
+"""
+
+
+def test_ddp_wrapped_model_mixes_through_the_inner_module():
+    # In a fresh interpreter: gloo once hung (futex wait) when initialised in the long-lived test process after the
+    # torch.compile tests; a separate process keeps that state out and bounds the check with a timeout.
+    import os
+    import subprocess
+    import sys
+
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(tests), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", _DDP_CHECK, tests], env=env, capture_output=True, text=True,
+                          timeout=180)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft is an optional dependency, not installed")
