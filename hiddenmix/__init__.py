@@ -3,14 +3,18 @@
 ```python
 from hiddenmix import HiddenMixer, MixConfig
 
-mixer = HiddenMixer(model, MixConfig(site="hidden", layers=(2, 4, 6)))
+mixer = HiddenMixer(model, MixConfig(site="hidden", layers=(1, 3, 5)))   # layers of a 6-layer model
 ```
+
+`import hiddenmix` loads torch and nothing heavier: the `transformers.Trainer` integration (`MixupTrainer`,
+`MixupTrainingArguments`, schedules) loads on first use, and the plots import matplotlib only when drawn.
 """
 
-from .config import MixConfig
+from .config import MixConfig, MixOptions
+from .images import MixedImages, MixupCutmix, MixupCutmixCollate
 from .mixer import HiddenMixer, unwrap_model
-from .ops import box_area_lam, box_masks, interpolate, token_share_lam, union_attention_mask
-from .plan import MixPlan, PlanSampler
+from .ops import box_area_lam, box_masks, interpolate, mix_pixels, token_share_lam, union_attention_mask
+from .plan import MixPlan, PlanSampler, fmix_masks
 from .recipes import RECIPES, Recipe, get_recipe
 from .sites import LayerStack, SiteNotFoundError, find_layer_stack
 from .targets import (
@@ -22,12 +26,16 @@ from .targets import (
     soft_target_loss,
     soft_target_mse,
 )
-from .vision import MixupCutmix, MixupCutmixCollate, fmix_masks, mix_pixels, save_mixed_grid
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-# The Trainer integration imports transformers.Trainer (and through it accelerate): loaded on first use.
-_LAZY = {"MixupTrainer": "trainer", "MixSchedule": "trainer", "MixScheduleCallback": "trainer"}
+# These import transformers.Trainer / TrainingArguments (and through them accelerate and yaml): loaded on first use.
+_LAZY = {
+    "MixupTrainer": "trainer",
+    "MixupTrainingArguments": "training_args",
+    "MixSchedule": "schedule",
+    "MixScheduleCallback": "schedule",
+}
 
 
 def __getattr__(name: str):
@@ -40,14 +48,17 @@ def __getattr__(name: str):
 
 __all__ = [
     "HiddenMixer",
+    "LayerStack",
+    "MixConfig",
+    "MixOptions",
+    "MixPlan",
     "MixSchedule",
     "MixScheduleCallback",
+    "MixedImages",
     "MixupCutmix",
     "MixupCutmixCollate",
     "MixupTrainer",
-    "LayerStack",
-    "MixConfig",
-    "MixPlan",
+    "MixupTrainingArguments",
     "PlanSampler",
     "RECIPES",
     "Recipe",
@@ -56,13 +67,12 @@ __all__ = [
     "box_area_lam",
     "box_masks",
     "find_layer_stack",
+    "fmix_masks",
     "get_recipe",
     "interpolate",
-    "fmix_masks",
     "mix_pixels",
     "mix_targets",
     "mixup_loss",
-    "save_mixed_grid",
     "soft_target_bce",
     "soft_target_cross_entropy",
     "soft_target_loss",

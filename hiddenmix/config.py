@@ -1,5 +1,9 @@
 """`MixConfig`: every knob of hiddenmix in one validated dataclass.
 
+The mixing options (`MixOptions`) are shared, under the same names, with `MixupTrainingArguments`, the
+`TrainingArguments` of `MixupTrainer`; `MixConfig` adds the two that `TrainingArguments` already holds under its own
+names (`label_smoothing` is its `label_smoothing_factor`, `seed` its `seed`).
+
 Names follow timm's `Mixup` where they mean the same thing (`mixup_alpha`, `cutmix_alpha`, `cutmix_minmax`,
 `prob`, `switch_prob`, `mode`, `correct_lam`, `label_smoothing`, `num_classes`), so a timm user reads a config
 without a glossary. The text-specific knobs (where to mix, padding policy, partner choice) are new.
@@ -9,6 +13,7 @@ References:
     Yun et al., "CutMix: Regularization Strategy to Train Strong Classifiers", ICCV 2019.
     Verma et al., "Manifold Mixup: Better Representations by Interpolating Hidden States", ICML 2019.
     Chen et al., "MixText: Linguistically-Informed Interpolation of Hidden Space", ACL 2020 (TMix).
+    Harris et al., "FMix: Enhancing Mixed Sample Data Augmentation", arXiv:2002.12047, 2020.
 """
 
 from __future__ import annotations
@@ -24,24 +29,20 @@ SITES = ("input", "embeddings", "hidden")
 PAD_POLICIES = ("mix", "keep", "zero")
 PARTNERS = ("random", "similar_length")
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
+CUTMIX_MASKS = ("box", "fmix")
 
 
-def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ValueError(f"MixConfig.{name}={value!r} is not allowed; choose one of {list(allowed)}.")
+def _fail(owner: str, name: str, value: Any, allowed: str) -> ValueError:
+    return ValueError(f"{owner}.{name}={value!r} is not allowed; {allowed}.")
 
 
-def _check_unit_interval(name: str, value: float, *, closed_right: bool = True) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and 0.0 <= value and (value <= 1.0 if closed_right else value < 1.0)
-    if not ok:
-        right = "1]" if closed_right else "1)"
-        raise ValueError(f"MixConfig.{name}={value!r} must be a number in [0, {right}.")
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
-class MixConfig:
-    """Everything that decides how a batch is mixed.
+class MixOptions:
+    """The mixing options, under the same names in `MixConfig` and in `MixupTrainingArguments`.
 
     Args:
         mixup_alpha: Mixup λ ~ Beta(α, α); `0` turns Mixup off.
@@ -49,17 +50,21 @@ class MixConfig:
             span of tokens; on a ViT's patch tokens it is a box on the patch grid.
         cutmix_minmax: `(min, max)` share of each side taken by the CutMix box, sampled uniformly; overrides
             `cutmix_alpha`'s box size (as in timm). λ is then the realised area.
+        cutmix_mask: the shape of what CutMix pastes: `box` (a rectangle, or a token span) or `fmix` (FMix: the
+            pixels of highest value in a random low-frequency image, one or a few smooth blobs of exactly the
+            drawn area).
+        fmix_decay_power: δ of FMix's spectrum decay `1 / f^δ`; larger makes smoother, rounder blobs.
         prob: probability that a sample is mixed. In `batch` mode the draw is made once for the whole batch, in
             `pair` mode once per pair, in `elem` mode once per sample. Unmixed samples keep λ = 1.
-        switch_prob: probability of CutMix rather than Mixup when both alphas are > 0.
+        switch_prob: probability of CutMix rather than Mixup when both are on.
         mode: `batch` (one λ and box for the batch), `pair` (partners swap: one λ and box per pair), `elem`
             (one λ, method and box per sample).
         correct_lam: replace a CutMix λ by the area actually pasted after clipping the box at the border.
-        label_smoothing: smoothing applied to each label *before* mixing (0 turns it off).
         num_classes: number of classes; labels are checked against it. `None`: taken from the logits.
         problem_type: `single_label_classification`, `multi_label_classification` or `regression`, as in
             `transformers`' `config.problem_type`; `None` infers it from the model config or the labels.
-        ignore_index: class id of rows to leave out of the loss (also when such a row is a partner).
+        ignore_index: label of rows (or, for dense labels, positions) left out of the loss, also where such a row
+            or position is a partner.
         site: where to mix. `input` (pixel values), `embeddings` (the hidden states entering the first layer) or
             `hidden` (the output of a layer drawn from `layers`, manifold mixup).
         layers: 0-based indices of the layers whose output may be mixed (`k` is `hidden_states[k + 1]` of a
@@ -71,9 +76,7 @@ class MixConfig:
         correct_lam_tokens: replace λ by the share of real-token content that comes from each sample.
         partner: `random` (a random derangement, or random pairs in `pair` mode) or `similar_length` (pairs of
             neighbours in a length-sorted order, so little padding is mixed in).
-        fold_lam: use max(λ, 1 - λ), so each sample stays the major part of its own mix (TMix).
-        seed: seed of hiddenmix's own random streams (offset by the process rank). `None`: derived from
-            torch's global seed at first use.
+        fold_lam: use max(λ, 1 - λ), so each sample stays the major part of its own mix.
         enabled: `False` makes every forward a plain forward.
     """
 
@@ -82,83 +85,132 @@ class MixConfig:
     cutmix_minmax: list[float] | None = field(
         default=None, metadata={"help": "(min, max) box side share, sampled uniformly; overrides cutmix_alpha."}
     )
+    cutmix_mask: str = field(default="box", metadata={"help": "box | fmix: the shape CutMix pastes."})
+    fmix_decay_power: float = field(default=3.0, metadata={"help": "FMix: decay δ of the spectrum 1/f^δ."})
     prob: float = field(
         default=1.0, metadata={"help": "Probability that a sample (batch/pair in those modes) is mixed."}
     )
     switch_prob: float = field(default=0.5, metadata={"help": "Probability of CutMix over Mixup when both are on."})
     mode: str = field(default="elem", metadata={"help": "batch | pair | elem: granularity of λ, method and box."})
     correct_lam: bool = field(default=True, metadata={"help": "λ := realised area of the clipped CutMix box."})
-    label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing applied before mixing."})
-    num_classes: int | None = field(default=None, metadata={"help": "Number of classes (checked against labels)."})
-    problem_type: str | None = field(
-        default=None, metadata={"help": "single_label_classification | multi_label_classification | regression."}
+    num_classes: int | None = field(
+        default=None, metadata={"help": "Number of classes, checked against the labels; taken from the logits."}
     )
-    ignore_index: int = field(default=-100, metadata={"help": "Class id of rows left out of the loss."})
+    problem_type: str | None = field(
+        default=None,
+        metadata={"help": "single_label_classification | multi_label_classification | regression; from the model."},
+    )
+    ignore_index: int = field(default=-100, metadata={"help": "Label of rows / positions left out of the loss."})
     site: str = field(default="hidden", metadata={"help": "input | embeddings | hidden: where to mix."})
     layers: list[int] | None = field(
-        default=None, metadata={"help": "0-based layer indices whose output may be mixed; one drawn per forward."}
+        default=None,
+        metadata={"help": "0-based layers whose output may be mixed, one drawn per forward; all when unset."},
     )
-    layer_stack: str | None = field(default=None, metadata={"help": "Dotted path of the layer list, if not found."})
+    layer_stack: str | None = field(
+        default=None, metadata={"help": "Dotted path of the layer list, when discovery does not find it."}
+    )
     pad_policy: str = field(default="mix", metadata={"help": "mix | keep | zero: positions real in one partner."})
     correct_lam_tokens: bool = field(default=False, metadata={"help": "λ := share of real-token content."})
     partner: str = field(default="random", metadata={"help": "random | similar_length."})
-    fold_lam: bool = field(default=False, metadata={"help": "λ := max(λ, 1 - λ) (TMix)."})
-    seed: int | None = field(default=None, metadata={"help": "Seed of the mixing streams (offset by rank)."})
+    fold_lam: bool = field(default=False, metadata={"help": "λ := max(λ, 1 - λ)."})
     enabled: bool = field(default=True, metadata={"help": "False: every forward is a plain forward."})
 
-    def __post_init__(self) -> None:
-        for name in ("mixup_alpha", "cutmix_alpha"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not (math.isfinite(value) and value >= 0)
-            ):
-                raise ValueError(f"MixConfig.{name}={value!r} must be a finite number >= 0 (0 turns it off).")
-        if self.cutmix_minmax is not None:
-            mm = self.cutmix_minmax
-            if not (isinstance(mm, Sequence) and len(mm) == 2 and all(isinstance(v, (int, float)) for v in mm)):
-                raise ValueError(f"MixConfig.cutmix_minmax={mm!r} must be None or a pair (min, max).")
-            lo, hi = float(mm[0]), float(mm[1])
-            if not (0.0 < lo < hi <= 1.0):
-                raise ValueError(f"MixConfig.cutmix_minmax={mm!r} must satisfy 0 < min < max <= 1.")
-            self.cutmix_minmax = (lo, hi)
-        _check_unit_interval("prob", self.prob)
-        _check_unit_interval("switch_prob", self.switch_prob)
-        _check_unit_interval("label_smoothing", self.label_smoothing, closed_right=False)
-        _check_choice("mode", self.mode, MODES)
-        _check_choice("site", self.site, SITES)
-        _check_choice("pad_policy", self.pad_policy, PAD_POLICIES)
-        _check_choice("partner", self.partner, PARTNERS)
-        if self.problem_type is not None:
-            _check_choice("problem_type", self.problem_type, PROBLEM_TYPES)
-        if self.num_classes is not None and (
-            isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1
+
+MIX_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(MixOptions))
+# The trainer's mixing options (`MixupTrainingArguments`): RegMixup's clean loss and mixing off at the end.
+TRAINER_MIX_OPTIONS = {"clean_loss_weight": 0.0, "mix_off_for_last": 0.0, "mix_off_epoch": None}
+
+
+def check_mix_options(options: Any, owner: str) -> None:
+    """Validate the `MixOptions` fields of `options` in place (tuples for list fields); errors name `owner.field`.
+
+    Raises:
+        ValueError: a field holds a value outside what it allows; the message names the field, the value and what
+            is allowed.
+    """
+    for name in ("mixup_alpha", "cutmix_alpha"):
+        value = getattr(options, name)
+        if not (_is_number(value) and value >= 0):
+            raise _fail(owner, name, value, "allowed: a finite number >= 0 (0 turns it off)")
+    if options.cutmix_minmax is not None:
+        mm = options.cutmix_minmax
+        if not (isinstance(mm, Sequence) and len(mm) == 2 and all(_is_number(v) for v in mm)):
+            raise _fail(owner, "cutmix_minmax", mm, "allowed: None or a pair (min, max)")
+        lo, hi = float(mm[0]), float(mm[1])
+        if not (0.0 < lo < hi <= 1.0):
+            raise _fail(owner, "cutmix_minmax", mm, "allowed: a pair with 0 < min < max <= 1")
+        options.cutmix_minmax = (lo, hi)
+    if not (_is_number(options.fmix_decay_power) and options.fmix_decay_power > 0):
+        raise _fail(owner, "fmix_decay_power", options.fmix_decay_power, "allowed: a finite number > 0")
+    for name in ("prob", "switch_prob"):
+        value = getattr(options, name)
+        if not (_is_number(value) and 0 <= value <= 1):
+            raise _fail(owner, name, value, "allowed: a number in [0, 1]")
+    for name, allowed in (("mode", MODES), ("site", SITES), ("pad_policy", PAD_POLICIES), ("partner", PARTNERS),
+                          ("cutmix_mask", CUTMIX_MASKS)):  # fmt: skip
+        if getattr(options, name) not in allowed:
+            raise _fail(owner, name, getattr(options, name), f"choose one of {list(allowed)}")
+    if options.problem_type is not None and options.problem_type not in PROBLEM_TYPES:
+        raise _fail(owner, "problem_type", options.problem_type, f"choose None or one of {list(PROBLEM_TYPES)}")
+    num_classes = options.num_classes
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
+    ):
+        raise _fail(owner, "num_classes", num_classes, "allowed: None or an integer >= 1")
+    if isinstance(options.ignore_index, bool) or not isinstance(options.ignore_index, int):
+        raise _fail(owner, "ignore_index", options.ignore_index, "allowed: an integer")
+    if options.layers is not None:
+        layers = options.layers
+        if isinstance(layers, int) and not isinstance(layers, bool):
+            layers = (layers,)
+        if (
+            isinstance(layers, (str, bytes))
+            or not isinstance(layers, Sequence)
+            or len(layers) == 0
+            or not all(isinstance(k, int) and not isinstance(k, bool) for k in layers)
         ):
-            raise ValueError(f"MixConfig.num_classes={self.num_classes!r} must be None or an integer >= 1.")
-        if isinstance(self.ignore_index, bool) or not isinstance(self.ignore_index, int):
-            raise ValueError(f"MixConfig.ignore_index={self.ignore_index!r} must be an integer.")
-        if self.layers is not None:
-            layers = self.layers
-            if isinstance(layers, int) and not isinstance(layers, bool):
-                layers = (layers,)
-            if (
-                isinstance(layers, (str, bytes))
-                or not isinstance(layers, Sequence)
-                or len(layers) == 0
-                or not all(isinstance(k, int) and not isinstance(k, bool) for k in layers)
-            ):
-                raise ValueError(f"MixConfig.layers={self.layers!r} must be None or a non-empty list of integers.")
-            if len(set(layers)) != len(layers):
-                raise ValueError(f"MixConfig.layers={self.layers!r} lists a layer twice.")
-            self.layers = tuple(layers)
-        if self.layer_stack is not None and (not isinstance(self.layer_stack, str) or not self.layer_stack):
-            raise ValueError(f"MixConfig.layer_stack={self.layer_stack!r} must be None or a dotted module path.")
+            raise _fail(owner, "layers", options.layers, "allowed: None or a non-empty list of integers")
+        if len(set(layers)) != len(layers):
+            raise _fail(owner, "layers", options.layers, "it lists a layer twice")
+        options.layers = tuple(layers)
+    if options.layer_stack is not None and (not isinstance(options.layer_stack, str) or not options.layer_stack):
+        raise _fail(owner, "layer_stack", options.layer_stack, "allowed: None or a dotted module path")
+    for name in ("correct_lam", "correct_lam_tokens", "fold_lam", "enabled"):
+        if not isinstance(getattr(options, name), bool):
+            raise _fail(owner, name, getattr(options, name), "allowed: True or False")
+
+
+def check_trainer_options(options: Any, owner: str) -> None:
+    """Validate the trainer's mixing options (`TRAINER_MIX_OPTIONS`) of `options`; errors name `owner.field`."""
+    weight = options.clean_loss_weight
+    if not (_is_number(weight) and weight >= 0):
+        raise _fail(owner, "clean_loss_weight", weight, "allowed: a finite number >= 0 (0 turns it off)")
+    if not (_is_number(options.mix_off_for_last) and 0 <= options.mix_off_for_last <= 1):
+        raise _fail(owner, "mix_off_for_last", options.mix_off_for_last, "allowed: a share of the steps in [0, 1]")
+    if options.mix_off_epoch is not None and not (_is_number(options.mix_off_epoch) and options.mix_off_epoch >= 0):
+        raise _fail(owner, "mix_off_epoch", options.mix_off_epoch, "allowed: None or a number of epochs >= 0")
+
+
+@dataclass
+class MixConfig(MixOptions):
+    """Everything that decides how a batch is mixed: the `MixOptions` fields, plus
+
+    Args:
+        label_smoothing: smoothing applied to each label *before* mixing (0 turns it off).
+        seed: seed of hiddenmix's own random streams (offset by the process rank). `None`: derived from torch's
+            global seed at first use.
+    """
+
+    label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing applied before mixing."})
+    seed: int | None = field(default=None, metadata={"help": "Seed of the mixing streams (offset by rank)."})
+
+    def __post_init__(self) -> None:
+        check_mix_options(self, "MixConfig")
+        ls = self.label_smoothing
+        if not (_is_number(ls) and 0 <= ls < 1):
+            raise _fail("MixConfig", "label_smoothing", ls, "allowed: a number in [0, 1)")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
-            raise ValueError(f"MixConfig.seed={self.seed!r} must be None or an integer >= 0.")
-        for name in ("correct_lam", "correct_lam_tokens", "fold_lam", "enabled"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"MixConfig.{name}={getattr(self, name)!r} must be True or False.")
+            raise _fail("MixConfig", "seed", self.seed, "allowed: None or an integer >= 0")
 
     @property
     def mixup_on(self) -> bool:
@@ -177,8 +229,8 @@ class MixConfig:
     def from_recipe(cls, name: str, **overrides: Any) -> MixConfig:
         """The mixing settings of the named recipe (`hiddenmix.RECIPES`), with `overrides` applied.
 
-        A recipe may also set trainer options (RegMixup's `clean_loss_weight`): `MixupTrainer(recipe=name)` applies
-        the whole recipe; `get_recipe(name).trainer_kwargs()` gives those options for a trainer of your own.
+        A recipe may also set trainer options (RegMixup's `clean_loss_weight`, mixing off at the end):
+        `MixupTrainingArguments.from_recipe(name, ...)` applies the whole recipe.
         """
         from .recipes import get_recipe
 

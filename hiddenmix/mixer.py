@@ -21,19 +21,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._compat import check_on_device, in_backward
 from .config import MixConfig
-from .ops import mix_sequence, union_attention_mask
+from .images import check_pixel_values
+from .ops import mix_pixels, mix_sequence, union_attention_mask
 from .plan import MixPlan, PlanSampler
-from .sites import LayerStack, find_layer_stack, is_decoder_only
-from .targets import SoftTargets, _check_on_device, mix_targets, mixup_loss
-from .vision import check_patch_cutmix, check_pixel_values, mix_pixels, patch_grid, patch_token_weights
+from .sites import LayerStack, check_patch_cutmix, find_layer_stack, is_decoder_only, patch_grid, patch_token_weights
+from .targets import SoftTargets, mix_targets, mixup_loss
 
 _TEXT_INPUTS = ("input_ids", "inputs_embeds")
-
-
-def _in_backward() -> bool:
-    """True while autograd runs a backward pass (where gradient checkpointing may re-run layer forwards)."""
-    return torch._C._current_graph_task_id() != -1
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -299,7 +295,7 @@ class HiddenMixer:
                     )
                 token_mask = mask.bool()
                 if self.decoder_only:
-                    _check_on_device(
+                    check_on_device(
                         token_mask[:, -1],
                         f"{type(self.model).__name__} pools the last token, which must see both partners' content: "
                         "pad on the left (tokenizer.padding_side = 'left') so every sequence ends at the last "
@@ -326,7 +322,7 @@ class HiddenMixer:
         """The plan layer hooks apply: only inside the forward that drew it, or a backward recomputing it (so a
         direct call of a submodule, e.g. `model.bert(...)`, is never mixed by a stale plan)."""
         plan = self._plan
-        if plan is None or not plan.mixed or not (self._active or _in_backward()):
+        if plan is None or not plan.mixed or not (self._active or in_backward()):
             return None
         return plan
 
@@ -371,8 +367,9 @@ class HiddenMixer:
 
     def _mix_hidden(self, hidden: Tensor, plan: MixPlan) -> Tensor:
         weights = plan.weights
-        if weights is None and plan.boxes is not None and plan.grid is not None and plan.grid[0] > 1:
-            weights = patch_token_weights(plan, hidden.shape[1])  # ViT-family: a box on the patch grid
+        pastes = plan.boxes is not None or plan.masks is not None
+        if weights is None and pastes and plan.grid is not None and plan.grid[0] > 1:
+            weights = patch_token_weights(plan, hidden.shape[1])  # ViT-family: a box / FMix mask on the patch grid
         if weights is None:  # plan without per-token weights (given by hand): per-sample λ
             weights = plan.lam[:, None].expand(hidden.shape[0], hidden.shape[1])
         if hidden.dim() < 3 or tuple(hidden.shape[:2]) != tuple(weights.shape):

@@ -6,8 +6,17 @@ Every function takes the partner permutation `index` ([B] long) and the weight o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from .plan import MixPlan
+
+# embedding_bag fuses "gather the partner row, weight both rows, add" into one pass; kernels exist for these dtypes
+_FUSED_DTYPES = (torch.float32, torch.float64)
 
 
 def _broadcast_to(weight: Tensor, x: Tensor) -> Tensor:
@@ -48,17 +57,22 @@ def box_area_lam(boxes: Tensor, height: int, width: int) -> Tensor:
 
 
 def weight_map(
-    lam: Tensor, grid: tuple[int, int], boxes: Tensor | None = None, use_cutmix: Tensor | None = None
+    lam: Tensor, grid: tuple[int, int], paste: Tensor | None = None, use_cutmix: Tensor | None = None
 ) -> Tensor:
     """Per-position weight of each sample's own content on a `grid` `(H, W)`: `[B, H, W]` float32.
 
-    Mixup rows get λ everywhere; CutMix rows get 0 inside their box and 1 outside.
+    Args:
+        lam: `[B]` Mixup λ of each row.
+        grid: `(H, W)`.
+        paste: `[B, H, W]` bool, True where a row takes its partner's content (a CutMix box, an FMix mask).
+        use_cutmix: `[B]` bool, rows that paste; the others get λ everywhere. None: every row pastes (when `paste`
+            is given).
     """
     height, width = grid
     lam_map = lam.to(torch.float32)[:, None, None].expand(-1, height, width)
-    if boxes is None:
+    if paste is None:
         return lam_map
-    outside = (~box_masks(boxes, height, width)).to(torch.float32)
+    outside = (~paste).to(torch.float32)
     if use_cutmix is None:
         return outside
     return torch.where(use_cutmix[:, None, None], outside, lam_map)
@@ -134,3 +148,57 @@ def union_attention_mask(mask: Tensor | None, index: Tensor, *, outer: bool = Fa
         keys = torch.maximum(keys, keys[index])
         return keys * keys.transpose(-1, -2) if mask.dtype != torch.bool else keys & keys.transpose(-1, -2)
     return torch.maximum(mask, mask[index])
+
+
+def mix_pixels(pixel_values: Tensor, plan: MixPlan) -> Tensor:
+    """Apply `plan` to `[B, C, H, W]` images; returns `pixel_values` itself when the plan mixes nothing.
+
+    One pass, chosen by what the plan holds (all decided on the host from the plan's structure, never its values):
+    pure Mixup is a single fused gather-and-weigh (`embedding_bag`: reads both rows once, writes once, as cheap as
+    a `lerp` of two given tensors); pure CutMix / FMix is one gather of the partners and a `where` with a broadcast
+    bool mask written into that gathered buffer; a Mixup/CutMix switch per sample is one `lerp` with a
+    `[B, 1, H, W]` weight map.
+
+    Args:
+        pixel_values: `[B, C, H, W]` (any leading layout `[B, ..., H, W]` works).
+        plan: the plan; its boxes or FMix masks are on the pixel grid `(H, W)`.
+    """
+    if not plan.mixed:
+        return pixel_values
+    x = pixel_values
+    batch = x.shape[0]
+    height, width = x.shape[-2:]
+    lead = x.dim() - 3
+    paste = plan.paste_mask()
+    if paste is None:  # pure Mixup
+        if not x.is_floating_point():
+            raise TypeError(f"Mixup needs floating-point pixel_values; got dtype {x.dtype}. Convert with x.float().")
+        if x.dtype in _FUSED_DTYPES and not x.requires_grad:
+            bags = torch.stack([torch.arange(batch, device=x.device), plan.index], dim=1)  # (B, 2)
+            lam = plan.lam.to(x.dtype)
+            weights = torch.stack([lam, 1.0 - lam], dim=1)  # (B, 2)
+            flat = x.reshape(batch, -1)  # a view for contiguous batches
+            return F.embedding_bag(bags, flat, per_sample_weights=weights, mode="sum").view(x.shape)
+        return torch.lerp(x[plan.index], x, plan.lam.to(x.dtype).reshape(batch, *([1] * (x.dim() - 1))))
+
+    if tuple(paste.shape) != (batch, height, width):
+        raise ValueError(
+            f"the plan pastes on a {tuple(paste.shape[1:])} grid but the images are {(height, width)}; draw the plan "
+            "with grid=(H, W) of these images."
+        )
+    # (B, C, H, W): the one copy; the result is written into it. Advanced indexing, not index_select: on CPU
+    # index_select opens one parallel region per row of a large batch, each a thread wake-up on a busy machine.
+    partner = x[plan.index]
+    if plan.use_cutmix is None:  # pure CutMix / FMix: exact pastes, any dtype
+        inside = paste.reshape(batch, *([1] * lead), height, width)
+        if x.requires_grad:
+            return torch.where(inside, partner, x)
+        return torch.where(inside, partner, x, out=partner)
+    if not x.is_floating_point():
+        raise TypeError(f"Mixup needs floating-point pixel_values; got dtype {x.dtype}. Convert with x.float().")
+    # weight of the sample's own pixel: 0 / 1 on CutMix rows (lerp is exact at both ends), λ on Mixup rows
+    weight = weight_map(plan.lam, (height, width), paste, plan.use_cutmix).to(x.dtype)
+    weight = weight.reshape(batch, *([1] * lead), height, width)
+    if x.requires_grad:
+        return torch.lerp(partner, x, weight)
+    return torch.lerp(partner, x, weight, out=partner)

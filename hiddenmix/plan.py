@@ -4,7 +4,10 @@ Sampling is separate from applying: the sampler draws every random number of a f
 device, and the hooks only read the plan. Gradient checkpointing therefore recomputes exactly the same mix, and
 tests can hand the mixer a fixed plan.
 
-Random streams: tensor-valued draws (λ, partners, boxes, per-sample coin flips) come from a `torch.Generator` on
+Every mix travels in the plan: partners, λ, CutMix boxes and FMix masks, token-span weights. A path that mixed
+something the plan does not describe could not build correct (or dense, per-position) targets.
+
+Random streams: tensor-valued draws (λ, partners, boxes, FMix noise, coin flips) come from a `torch.Generator` on
 the batch's device; structural choices that Python must know (which layer, and in `batch` mode whether and how
 the batch is mixed) come from a host-side `random.Random`. Neither ever reads a device value back to the host.
 """
@@ -19,8 +22,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ._compat import standard_gamma
 from .config import MixConfig
-from .ops import apply_pad_policy, box_area_lam, token_share_lam, weight_map
+from .ops import apply_pad_policy, box_area_lam, box_masks, token_share_lam, weight_map
 
 _RANK_STRIDE = 1_000_003  # distinct streams per process rank; a prime keeps (seed, rank) pairs from colliding
 
@@ -40,8 +44,12 @@ class MixPlan:
             is off). Hooks skip all work then.
         layer: the layer whose output is mixed (`hidden` site).
         grid: `(H, W)` the boxes refer to (pixels, patches, or `(1, T)` for a token span).
-        boxes: `[B, 4]` long `(top, bottom, left, right)`, bottom/right exclusive, or None without CutMix.
-        use_cutmix: `[B]` bool, which rows use their box; None means every row does when `boxes` is set.
+        boxes: `[B, 4]` long `(top, bottom, left, right)`, bottom/right exclusive, or None without CutMix (or with
+            FMix). Rows that do not paste have an empty box.
+        masks: `[B, H, W]` bool FMix masks on `grid`, True where the partner's content is pasted; None otherwise.
+            Rows that do not paste have an empty mask.
+        use_cutmix: `[B]` bool, which rows paste (CutMix / FMix); None means every row does when `boxes` or `masks`
+            is set.
         weights: `[B, T]` per-token weight of each sample's own state, padding policy applied (sequence sites).
         token_mask: `[B, T]` real-token mask the plan was drawn with (sequence sites), or None.
     """
@@ -54,6 +62,7 @@ class MixPlan:
     layer: int | None = None
     grid: tuple[int, int] | None = None
     boxes: Tensor | None = None
+    masks: Tensor | None = field(default=None, repr=False)
     use_cutmix: Tensor | None = None
     weights: Tensor | None = field(default=None, repr=False)
     token_mask: Tensor | None = field(default=None, repr=False)
@@ -65,6 +74,24 @@ class MixPlan:
     @property
     def device(self) -> torch.device:
         return self.index.device
+
+    def paste_mask(self) -> Tensor | None:
+        """`[B, H, W]` bool on `grid`: True where a row takes its partner's content (its box or FMix mask); None
+        when the plan pastes nothing."""
+        if self.masks is not None:
+            return self.masks
+        if self.boxes is None:
+            return None
+        return box_masks(self.boxes, *self.grid)
+
+    def own_weight(self, grid: tuple[int, int] | None = None) -> Tensor:
+        """`[B, H, W]` float32 weight of each sample's own content at each position of `grid` (default the plan's):
+        λ on Mixup rows, 0 inside the pasted region and 1 outside on CutMix / FMix rows, 1 on unmixed rows."""
+        grid = grid if grid is not None else (self.grid or (1, 1))
+        paste = self.paste_mask()
+        if paste is not None and tuple(paste.shape[1:]) != tuple(grid):
+            raise ValueError(f"the plan pastes on a {tuple(paste.shape[1:])} grid, not on {tuple(grid)}.")
+        return weight_map(self.lam, grid, paste, self.use_cutmix)
 
     @classmethod
     def identity(
@@ -129,7 +156,7 @@ def _process_rank() -> int:
 
 def _beta(alpha: float, n: int, generator: torch.Generator, device: torch.device) -> Tensor:
     """`n` draws of Beta(α, α) on `device` as a ratio of gammas (torch's Beta takes no generator)."""
-    gammas = torch._standard_gamma(torch.full((2, n), float(alpha), device=device), generator=generator)
+    gammas = standard_gamma(torch.full((2, n), float(alpha), device=device), generator)
     total = gammas.sum(0)
     # For small α both gammas can underflow to 0; such a draw is a coin flip between 0 and 1 in the limit,
     # and 0.5 is its mean.
@@ -261,19 +288,29 @@ class PlanSampler:
         if cfg.mode != "batch" and cfg.prob < 1.0:
             mixed_unit = torch.rand(units, device=device, generator=gen) < cfg.prob
 
-        boxes = None
+        # What the pasting rows take from their partner: a box, or an FMix mask (exactly the drawn area).
+        boxes = masks = None
         if not only_mixup:
-            boxes = self._boxes(lam_cut, units, grid, gen, device)
-            if mixed_unit is not None:
-                boxes = torch.where(mixed_unit[:, None], boxes, torch.zeros_like(boxes))
-            if use_cut is not None:
-                boxes = torch.where(use_cut[:, None], boxes, torch.zeros_like(boxes))
+            pasting = mixed_unit if use_cut is None else (use_cut if mixed_unit is None else use_cut & mixed_unit)
+            if cfg.cutmix_mask == "fmix":
+                # the area: drawn from cutmix_alpha, or that of a box drawn from cutmix_minmax
+                drawn = (
+                    lam_cut
+                    if lam_cut is not None
+                    else box_area_lam(self._boxes(None, units, grid, gen, device), *grid)
+                )
+                drawn = drawn if pasting is None else torch.where(pasting, drawn, torch.ones_like(drawn))
+                masks, box_lam = fmix_masks(drawn, grid, decay_power=cfg.fmix_decay_power, generator=gen)
+            else:
+                boxes = self._boxes(lam_cut, units, grid, gen, device)
+                if pasting is not None:
+                    boxes = torch.where(pasting[:, None], boxes, torch.zeros_like(boxes))
+                box_lam = box_area_lam(boxes, *grid)
 
         # Sampled λ per unit: the Mixup draw, or the box's draw (its area when drawn from cutmix_minmax).
         if only_mixup:
             lam = lam_mix
         else:
-            box_lam = box_area_lam(boxes, *grid)
             cut_lam = box_lam if (lam_cut is None or cfg.correct_lam) else lam_cut
             lam_box_drawn = box_lam if lam_cut is None else lam_cut
             lam = lam_box_drawn if only_cutmix else torch.where(use_cut, lam_box_drawn, lam_mix)
@@ -284,18 +321,21 @@ class PlanSampler:
             lam, lam_target = torch.where(mixed_unit, lam, one), torch.where(mixed_unit, lam_target, one)
 
         if unit_of_sample is not None:
-            # Units -> samples. A trailing dummy unit (λ = 1, no box) serves samples left without a partner.
+            # Units -> samples. A trailing dummy unit (λ = 1, nothing pasted) serves samples left without a partner.
             lam = _per_sample(lam, unit_of_sample, 1.0)
             lam_target = _per_sample(lam_target, unit_of_sample, 1.0)
             if boxes is not None:
                 boxes = _per_sample(boxes, unit_of_sample, 0)
+            if masks is not None:
+                masks = _per_sample(masks, unit_of_sample, False)
             if use_cut is not None:
                 use_cut = _per_sample(use_cut, unit_of_sample, False)
         weights = None
         if sequence_length is not None:
             if grid is not None and grid != (1, sequence_length):
                 raise ValueError(f"a sequence site needs grid=(1, {sequence_length}); got {grid}.")
-            weights = weight_map(lam, (1, sequence_length), boxes, use_cut)[:, 0, :]  # (B, T)
+            paste = masks if boxes is None else box_masks(boxes, 1, sequence_length)
+            weights = weight_map(lam, (1, sequence_length), paste, use_cut)[:, 0, :]  # (B, T)
             takes_some = (weights < 1).any(-1)
         else:
             takes_some = lam_target < 1
@@ -318,6 +358,7 @@ class PlanSampler:
             layer=layer,
             grid=grid,
             boxes=boxes,
+            masks=masks,
             use_cutmix=use_cut,
             weights=weights,
             token_mask=token_mask,
@@ -387,6 +428,41 @@ class PlanSampler:
         if height == 1:
             top, bottom = torch.zeros_like(top), torch.ones_like(bottom)
         return torch.stack([top, bottom, left, right], dim=1)
+
+
+def fmix_masks(
+    lam: Tensor, grid: tuple[int, int], *, decay_power: float = 3.0, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """FMix masks: per sample, the `round((1 - λ)·H·W)` positions of highest value in a random low-frequency image.
+
+    The image is complex Gaussian noise whose spectrum falls as `1 / f^decay_power`, brought back to positions with
+    an inverse FFT; thresholding it at a per-sample rank gives one or a few smooth blobs whose area is exactly the
+    wanted share. Ranks come from a batched `argsort`, so the whole batch is one pass. On a `(1, T)` grid the blobs
+    are runs of tokens.
+
+    Args:
+        lam: `[B]` weight of each sample's own content; the mask takes `1 - λ` of the positions from the partner.
+        grid: `(H, W)`.
+        decay_power: δ of the spectrum's decay; larger makes smoother, rounder blobs (the paper uses 3).
+        generator: random stream on `lam`'s device.
+
+    Returns:
+        `masks` `[B, H, W]` bool (True: the partner's content) and the realised λ `[B]` (1 - share of True).
+    """
+    height, width = grid
+    batch, device = lam.shape[0], lam.device
+    fy = torch.fft.fftfreq(height, device=device)[:, None]
+    fx = torch.fft.rfftfreq(width, device=device)[None, :]
+    freq = torch.sqrt(fx * fx + fy * fy)  # (H, W//2 + 1)
+    scale = 1.0 / torch.maximum(freq, torch.full_like(freq, 1.0 / max(height, width))).pow(decay_power)
+    noise = torch.randn(2, batch, *freq.shape, device=device, generator=generator)
+    spectrum = torch.complex(noise[0], noise[1]) * scale
+    field_ = torch.fft.irfft2(spectrum, s=(height, width)).flatten(1)  # (B, H*W)
+    count = torch.round((1.0 - lam.to(torch.float32)) * (height * width)).long()  # positions from the partner
+    rank = torch.argsort(torch.argsort(field_, dim=1, descending=True), dim=1)  # 0 = highest value
+    masks = (rank < count[:, None]).reshape(batch, height, width)
+    realised = 1.0 - count.to(torch.float32) / float(height * width)
+    return masks, realised
 
 
 def _per_sample(per_unit: Tensor, unit_of_sample: Tensor, fill: float | bool | int) -> Tensor:

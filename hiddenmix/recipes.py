@@ -1,76 +1,67 @@
-"""Named recipes: the mixing settings each use is recommended, chosen by measurement.
+"""Named recipes: measured settings of `MixupTrainingArguments`, one per regime where a setting was measured.
 
-A recipe is what the recipe grids (`configs/experiments/*_grid.yaml`, results under `docs/experiments/`) found least
-harmful or most helpful for one use, against no mixing with the same data, order and seeds. It holds the
-`MixConfig` fields and the two trainer options a setting may need (RegMixup's clean loss, mixing off at the end).
+A recipe is a set of values of `MixupTrainingArguments` fields (the mixing options and the trainer's mixing options),
+chosen by the recipe grids (`configs/experiments/*.yaml`, every run under `docs/experiments/`) against no mixing
+with the same data, initial weights, order and seeds. Its `measured` text says what it did, with intervals.
 
 ```python
-from hiddenmix import MixConfig, MixupTrainer, get_recipe
+from hiddenmix import MixConfig, MixupTrainingArguments
 
-config = MixConfig.from_recipe("text-classifier")              # the mixing part only
-trainer = MixupTrainer(model, args, recipe="text-classifier")   # the mixing and the trainer part
+args = MixupTrainingArguments.from_recipe("text-classifier", output_dir="out")   # the whole recipe
+config = MixConfig.from_recipe("text-classifier", seed=0)                        # its mixing part only
 ```
 
-On the command line: `python scripts/train_text_classifier.py --recipe text-classifier` (the script's default).
+On the command line: `python scripts/train_text_classifier.py --recipe text-classifier`; options given after it (in a
+`--config` file or on the command line) override the recipe's.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
-from .config import MixConfig
+from .config import MIX_OPTION_NAMES, TRAINER_MIX_OPTIONS, MixConfig, check_trainer_options
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """A named, measured mixing setting.
+    """A named, measured setting.
 
     Args:
         name: the recipe's name (`get_recipe(name)`).
-        use: what it is for, in a few words.
-        mix: the `MixConfig` fields it sets (the others keep their defaults).
-        clean_loss_weight: RegMixup's weight of the clean forward's loss (`MixupTrainer(clean_loss_weight=...)`).
-        mix_off_for_last: share of the training steps, at the end, without mixing (`MixScheduleCallback`).
-        grid: the recipe grid (`configs/experiments/*.yaml`) that measured it against no mixing.
-        setting: the grid's setting the recipe is; the grid's report (`docs/experiments/<grid>/report.md`) has its
-            numbers.
+        use: the regime it is for, in a few words.
+        arguments: the `MixupTrainingArguments` values it sets: mixing options (`MixConfig` fields) and the trainer's
+            mixing options (`clean_loss_weight`, `mix_off_for_last`, `mix_off_epoch`). The others keep their defaults.
+        measured: what it did against no mixing, with intervals, where it was measured.
+        grid: the recipe grid (`configs/experiments/*.yaml`) that measured it.
+        setting: the grid's setting the recipe is; `docs/experiments/<grid>/report.md` has its numbers.
     """
 
     name: str
     use: str
-    mix: dict[str, Any]
-    clean_loss_weight: float = 0.0
-    mix_off_for_last: float = 0.0
+    arguments: dict[str, Any]
+    measured: str = ""
     grid: str = ""
     setting: str = ""
 
     def __post_init__(self) -> None:
-        MixConfig(**self.mix)  # a bad field or value names itself here
-        for name in ("clean_loss_weight", "mix_off_for_last"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"Recipe {self.name!r}: {name}={value!r} must be a finite number >= 0.")
-        if self.mix_off_for_last > 1:
-            raise ValueError(f"Recipe {self.name!r}: mix_off_for_last={self.mix_off_for_last!r} must be in [0, 1].")
-        object.__setattr__(self, "mix", MappingProxyType(dict(self.mix)))
+        allowed = set(MIX_OPTION_NAMES) | set(TRAINER_MIX_OPTIONS)
+        unknown = sorted(set(self.arguments) - allowed)
+        if unknown:
+            raise ValueError(f"Recipe {self.name!r} sets {unknown}; a recipe sets only {sorted(allowed)}.")
+        self.mix_config()  # a bad mixing value names itself here
+        trainer = SimpleNamespace(**{**TRAINER_MIX_OPTIONS, **self.trainer_options()})
+        check_trainer_options(trainer, f"Recipe {self.name!r}")
+        object.__setattr__(self, "arguments", MappingProxyType(dict(self.arguments)))
 
     def mix_config(self, **overrides: Any) -> MixConfig:
         """The recipe's `MixConfig`, with `overrides` (any `MixConfig` field) applied."""
-        return MixConfig(**self.mix).replace(**overrides)
+        return MixConfig(**{k: v for k, v in self.arguments.items() if k in MIX_OPTION_NAMES}).replace(**overrides)
 
-    def trainer_kwargs(self) -> dict[str, float]:
-        """The `MixupTrainer` keyword arguments of the recipe's trainer part."""
-        return {"clean_loss_weight": float(self.clean_loss_weight)}
-
-    def options(self) -> dict[str, Any]:
-        """The recipe as the training scripts' options: `method` (the site), the mixing fields, the trainer part."""
-        options = {"method": self.mix.get("site", MixConfig.site)}
-        options.update((k, list(v) if isinstance(v, tuple) else v) for k, v in self.mix.items() if k != "site")
-        options.update(clean_loss_weight=self.clean_loss_weight, mix_off_for_last=self.mix_off_for_last)
-        return options
+    def trainer_options(self) -> dict[str, Any]:
+        """The recipe's values of the trainer's mixing options (`clean_loss_weight`, ...)."""
+        return {k: v for k, v in self.arguments.items() if k in TRAINER_MIX_OPTIONS}
 
 
 RECIPES: MappingProxyType[str, Recipe] = MappingProxyType(
@@ -80,15 +71,14 @@ RECIPES: MappingProxyType[str, Recipe] = MappingProxyType(
             Recipe(
                 name="text-classifier",
                 use="fine-tuning a pretrained text encoder for sequence classification",
-                mix=dict(site="hidden", mixup_alpha=0.4),
-                clean_loss_weight=1.0,
+                arguments=dict(site="hidden", mixup_alpha=0.4, clean_loss_weight=1.0),
                 grid="configs/experiments/text_grid.yaml",
                 setting="hidden-regmixup",
             ),
             Recipe(
                 name="vit",
                 use="training or fine-tuning a ViT image classifier",
-                mix=dict(site="input", mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=0.5, prob=0.5),
+                arguments=dict(site="input", mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=0.5, prob=0.5),
                 grid="configs/experiments/vit_grid.yaml",
                 setting="pixel-mixup-cutmix-p0.5",
             ),

@@ -1,4 +1,5 @@
-"""Finding where to mix on a `transformers` model: its layer stack and how its layers take the attention mask.
+"""Finding where to mix on a `transformers` model: its layer stack, how its layers take the attention mask, and the
+patch grid of ViT-family models (where patch-token CutMix draws its boxes).
 
 Discovery tries, in order: the module path the user names; a small table by `model_type`; structural probing
 (the `nn.ModuleList` whose length is `config.num_hidden_layers`). Parameter-shared stacks (ALBERT runs one layer
@@ -8,9 +9,15 @@ group N times) are addressed by call count, not by module.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from .plan import MixPlan
 
 # model_type -> path suffix of the layer stack, where probing would not find it (or would find the wrong one)
 STACK_BY_MODEL_TYPE = {
@@ -169,3 +176,77 @@ def is_decoder_only(model: nn.Module) -> bool:
     if getattr(config, "is_decoder", False):
         return True
     return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+# ---------------------------------------------------------------------------------------------- ViT patch grids
+def _pair(value: Any, what: str) -> tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, value
+    if isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return int(value[0]), int(value[1])
+    raise ValueError(f"{what}={value!r} must be an integer or a pair of integers.")
+
+
+def patch_grid(model_config: Any, image_shape: tuple[int, int] | None = None) -> tuple[int, int]:
+    """`(H // patch, W // patch)`: the patch grid a ViT-family model cuts an image of `image_shape` into.
+
+    Args:
+        model_config: the model's config; must have `patch_size` (ViT, DeiT, BEiT, Swin, ...).
+        image_shape: `(H, W)` of the pixel values; default `config.image_size`.
+    """
+    patch = getattr(model_config, "patch_size", None)
+    if patch is None:
+        raise ValueError(
+            f"{type(model_config).__name__} has no patch_size, so patch-token CutMix has no patch grid to draw "
+            "boxes on; use CutMix at site='input' (pixels) or Mixup (cutmix_alpha=0) at this site."
+        )
+    ph, pw = _pair(patch, "config.patch_size")
+    if image_shape is None:
+        image_shape = _pair(getattr(model_config, "image_size", None), "config.image_size")
+    height, width = image_shape
+    if height < ph or width < pw:
+        raise ValueError(f"images of size {(height, width)} are smaller than one patch {(ph, pw)}.")
+    return height // ph, width // pw
+
+
+def check_patch_cutmix(model_config: Any, site: str) -> None:
+    """Raise before the model is touched when patch-token CutMix cannot work at `site` on this model.
+
+    A box on the patch grid needs the mixed sequence to be that grid: true entering the first layer of every
+    ViT-family model, and after every layer of a plain ViT / DeiT / BEiT, but not after a stage of a hierarchical
+    model (Swin merges 2x2 patches between stages).
+    """
+    patch_grid(model_config)
+    if site == "hidden" and getattr(model_config, "depths", None) is not None:
+        raise ValueError(
+            f"CutMix at site='hidden' on {type(model_config).__name__} (a hierarchical model with depths="
+            f"{list(model_config.depths)}): its stages merge patches, so a box on the patch grid does not map to "
+            "their output. Use Mixup (cutmix_alpha=0, cutmix_minmax=None) at site='hidden', or CutMix at "
+            "site='embeddings' or site='input'."
+        )
+
+
+def patch_token_weights(plan: MixPlan, num_tokens: int) -> Tensor:
+    """`[B, T]` weight of each sample's own token for patch-token CutMix / Mixup on a ViT sequence.
+
+    The sequence is `P` prefix tokens (class, distillation) followed by the `gh·gw` patch tokens in row-major
+    order (ViT, DeiT, BEiT; Swin has no prefix). Patch tokens inside a sample's box come from its partner (weight
+    0), the others stay (weight 1); Mixup rows weigh every token by λ. Prefix tokens are mixed with the realised
+    λ (`plan.lam_target`), so everything a prefix token stands for is weighted like the soft target. Entering the
+    first layer the prefix tokens are the same learned vectors for every sample, so there this is exact identity.
+
+    Args:
+        plan: a plan whose `grid` is the patch grid `(gh, gw)`.
+        num_tokens: T, the length of the sequence being mixed.
+    """
+    gh, gw = plan.grid
+    prefix = num_tokens - gh * gw
+    if prefix < 0:
+        raise ValueError(
+            f"patch-token CutMix drew boxes on a {gh}x{gw} patch grid ({gh * gw} tokens) but the sequence being "
+            f"mixed has {num_tokens} tokens: this layer merges patches (e.g. Swin between stages). Use Mixup "
+            "(cutmix_alpha=0) at site='hidden' for such models, or CutMix at site='embeddings' / 'input'."
+        )
+    patches = plan.own_weight((gh, gw)).flatten(1)  # (B, gh*gw)
+    head = plan.lam_target.to(patches.dtype)[:, None].expand(-1, prefix)  # (B, P)
+    return torch.cat([head, patches], dim=1)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._compat import check_on_device
 from .config import PROBLEM_TYPES
 from .plan import MixPlan
 
@@ -34,19 +35,6 @@ class SoftTargets:
     target: Tensor
     valid: Tensor
     problem_type: str
-
-
-def _check_on_device(ok: Tensor, message: str) -> None:
-    """Raise `ValueError(message)` unless `ok` holds; without a host-device sync off the CPU.
-
-    On the CPU the check is free and the error is a plain `ValueError`. Elsewhere reading the value would stall
-    the device queue, so the check is queued on the device (`torch._assert_async`) and fails the step there.
-    """
-    if ok.device.type == "cpu":
-        if not bool(ok.all()):
-            raise ValueError(message)
-    else:
-        torch._assert_async(ok.all(), message)
 
 
 def infer_problem_type(labels: Tensor) -> str:
@@ -122,7 +110,7 @@ def mix_targets(
         if num_classes is None:
             raise ValueError("num_classes is needed to turn class ids into soft targets; pass num_classes=.")
         ignored = labels == ignore_index
-        _check_on_device(
+        check_on_device(
             ignored | ((labels >= 0) & (labels < num_classes)),
             f"labels must be class ids in [0, {num_classes}) or ignore_index={ignore_index} "
             f"(num_classes={num_classes}); a larger id means num_classes is too small.",

@@ -1,24 +1,18 @@
 """`MixupTrainer`: Mixup / manifold mixup training with `transformers.Trainer`, by changing one class name.
 
 ```python
-from hiddenmix import MixConfig
-from hiddenmix.trainer import MixupTrainer
+from hiddenmix import MixupTrainer, MixupTrainingArguments
 
-trainer = MixupTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
-                       mix_config=MixConfig(site="hidden", layers=(2, 4, 6)))
+args = MixupTrainingArguments(output_dir="out", site="hidden", mixup_alpha=0.4)
+trainer = MixupTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev)
 trainer.train()
 ```
-
-Without `mix_config` (or `mixer`, or `recipe=`) the measured recipe for the model's kind is used (`hiddenmix.RECIPES`).
 
 Training forwards are mixed inside the model by a `HiddenMixer`; the labels are taken out of the inputs before the
 forward (a `...ForSequenceClassification` given float labels would silently switch its own loss to BCE and persist
 `config.problem_type`), and the loss is the soft-target loss of that forward's plan. Evaluation and prediction are
 those of a plain `Trainer`: the model is in eval mode there, so the hooks do nothing and the model computes its own
 loss.
-
-Schedules of α and probability (including "mixing off for the end of training", timm's `--mixup-off-epoch`) are a
-`TrainerCallback`, `MixScheduleCallback`. RegMixup adds the loss of a clean forward (`clean_loss_weight`).
 
 References:
     Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018.
@@ -29,176 +23,28 @@ References:
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from transformers.utils import logging
 
-from .config import MixConfig
+from .config import MIX_OPTION_NAMES, MixOptions
 from .mixer import HiddenMixer, unwrap_model
 from .plan import MixPlan
-from .recipes import get_recipe
+from .schedule import MixScheduleCallback
 from .targets import soft_target_loss
+from .training_args import MixupTrainingArguments
 
 logger = logging.get_logger(__name__)
 
 MIXER_STATE_NAME = "hiddenmix_mixer_state_{rank}.pt"
 _UNITS = ("epoch", "step")
-
-
-# ---------------------------------------------------------------------------------------------------- schedules
-def _check_points(name: str, points: Any) -> tuple[tuple[float, float], ...] | None:
-    if points is None:
-        return None
-    ok = isinstance(points, Sequence) and not isinstance(points, (str, bytes)) and len(points) > 0
-    ok = ok and all(
-        isinstance(p, Sequence)
-        and len(p) == 2
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p)
-        for p in points
-    )
-    if not ok:
-        raise ValueError(f"MixSchedule.{name}={points!r} must be None or a non-empty list of (at, value) pairs.")
-    pairs = tuple((float(at), float(value)) for at, value in points)
-    ats = [at for at, _ in pairs]
-    if any(b <= a for a, b in zip(ats, ats[1:])) or ats[0] < 0:
-        raise ValueError(f"MixSchedule.{name}={points!r}: the `at` values must be >= 0 and strictly increasing.")
-    return pairs
-
-
-def _interpolate(points: tuple[tuple[float, float], ...], at: float) -> float:
-    """Piecewise-linear through `points`, constant before the first and after the last."""
-    if at <= points[0][0]:
-        return points[0][1]
-    for (a0, v0), (a1, v1) in zip(points, points[1:]):
-        if at <= a1:
-            return v0 + (v1 - v0) * (at - a0) / (a1 - a0)
-    return points[-1][1]
-
-
-@dataclass
-class MixSchedule:
-    """How the mixing strength changes during training.
-
-    Args:
-        unit: `epoch` (the `at` values below are epochs, fractional within an epoch) or `step` (optimizer steps).
-        mixup_alpha: `(at, α)` points; α is interpolated linearly between them and held outside. `None`: the
-            config's `mixup_alpha` throughout.
-        cutmix_alpha: the same for `cutmix_alpha`.
-        prob: the same for `prob` (the probability that a sample is mixed).
-        off_for_last: share of the training steps, at the end, with mixing off (e.g. `0.1`: the last 10 %).
-        off_epoch: epoch from which mixing is off (timm's `--mixup-off-epoch`); `None`: never.
-    """
-
-    unit: str = field(default="epoch", metadata={"help": "epoch | step: what the `at` values of the points count."})
-    mixup_alpha: tuple[tuple[float, float], ...] | None = field(
-        default=None, metadata={"help": "(at, alpha) points, linear in between; None keeps the config's value."}
-    )
-    cutmix_alpha: tuple[tuple[float, float], ...] | None = field(
-        default=None, metadata={"help": "(at, alpha) points for cutmix_alpha."}
-    )
-    prob: tuple[tuple[float, float], ...] | None = field(
-        default=None, metadata={"help": "(at, probability) points for prob."}
-    )
-    off_for_last: float = field(default=0.0, metadata={"help": "Share of training steps, at the end, unmixed."})
-    off_epoch: float | None = field(default=None, metadata={"help": "Epoch from which mixing is off (timm)."})
-
-    def __post_init__(self) -> None:
-        if self.unit not in _UNITS:
-            raise ValueError(f"MixSchedule.unit={self.unit!r} is not allowed; choose one of {list(_UNITS)}.")
-        self.mixup_alpha = _check_points("mixup_alpha", self.mixup_alpha)
-        self.cutmix_alpha = _check_points("cutmix_alpha", self.cutmix_alpha)
-        self.prob = _check_points("prob", self.prob)
-        for name in ("mixup_alpha", "cutmix_alpha"):
-            points = getattr(self, name)
-            if points is not None and any(v < 0 for _, v in points):
-                raise ValueError(f"MixSchedule.{name}={points!r}: α values must be >= 0.")
-        if self.prob is not None and any(not 0 <= v <= 1 for _, v in self.prob):
-            raise ValueError(f"MixSchedule.prob={self.prob!r}: probabilities must be in [0, 1].")
-        off = self.off_for_last
-        if isinstance(off, bool) or not isinstance(off, (int, float)) or not 0 <= off <= 1:
-            raise ValueError(f"MixSchedule.off_for_last={off!r} must be a number in [0, 1].")
-        if self.off_epoch is not None and (
-            isinstance(self.off_epoch, bool) or not isinstance(self.off_epoch, (int, float)) or self.off_epoch < 0
-        ):
-            raise ValueError(f"MixSchedule.off_epoch={self.off_epoch!r} must be None or a number >= 0.")
-
-    def config_at(self, base: MixConfig, *, step: int, epoch: float, max_steps: int) -> MixConfig:
-        """The config in force for the optimizer step `step` (0-based) at `epoch`, out of `max_steps`."""
-        at = epoch if self.unit == "epoch" else float(step)
-        changes: dict[str, Any] = {}
-        if self.mixup_alpha is not None:
-            changes["mixup_alpha"] = _interpolate(self.mixup_alpha, at)
-        if self.cutmix_alpha is not None:
-            changes["cutmix_alpha"] = _interpolate(self.cutmix_alpha, at)
-        if self.prob is not None:
-            changes["prob"] = _interpolate(self.prob, at)
-        off = self.off_epoch is not None and epoch >= self.off_epoch
-        off = off or (self.off_for_last > 0 and max_steps > 0 and step >= (1.0 - self.off_for_last) * max_steps)
-        if off:
-            changes["enabled"] = False
-        return base.replace(**changes) if changes else base
-
-
-class MixScheduleCallback(TrainerCallback):
-    """Applies a `MixSchedule` to a mixer at the start of every optimizer step.
-
-    `MixupTrainer` binds every `MixScheduleCallback` in its `callbacks` to its own mixer, so
-    `MixupTrainer(..., callbacks=[MixScheduleCallback(MixSchedule(off_for_last=0.1))])` is all it takes. The
-    schedule is a function of the step and epoch only, so a resumed run gets the same configs.
-
-    Args:
-        schedule: the schedule; keyword arguments build one instead (`MixScheduleCallback(off_for_last=0.1)`).
-        mixer: the mixer to drive; `None` until a `MixupTrainer` binds it.
-    """
-
-    def __init__(
-        self, schedule: MixSchedule | None = None, *, mixer: HiddenMixer | None = None, **schedule_kwargs: Any
-    ) -> None:
-        if schedule is not None and schedule_kwargs:
-            raise ValueError(
-                f"MixScheduleCallback takes a MixSchedule or its fields as keywords, not both; got schedule= and "
-                f"{sorted(schedule_kwargs)}."
-            )
-        self.schedule = schedule if schedule is not None else MixSchedule(**schedule_kwargs)
-        self.mixer: HiddenMixer | None = None
-        self.base: MixConfig | None = None
-        if mixer is not None:
-            self.bind(mixer)
-
-    def bind(self, mixer: HiddenMixer) -> None:
-        """Drive `mixer`; the schedule's changes are made to the config it has now."""
-        self.mixer = mixer
-        self.base = mixer.config
-
-    def _apply(self, state: TrainerState) -> None:
-        if self.mixer is None:
-            raise ValueError(
-                "MixScheduleCallback has no mixer: pass it to a MixupTrainer (callbacks=[...]) or give mixer=."
-            )
-        config = self.schedule.config_at(
-            self.base, step=state.global_step, epoch=state.epoch or 0.0, max_steps=state.max_steps
-        )
-        if config != self.mixer.config:
-            self.mixer.set_config(config)
-
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        self._apply(state)
-
-    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        self._apply(state)
-
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        # Leave the mixer as it was given, so a later `train()` starts from the same base config.
-        if self.mixer is not None and self.mixer.config != self.base:
-            self.mixer.set_config(self.base)
 
 
 # ---------------------------------------------------------------------------------------------------- trainer
@@ -220,22 +66,18 @@ class MixupTrainer(Trainer):
     Args:
         model: a `transformers` model (PEFT-wrapped models work too). `model_init` is not supported: the mixer's
             hooks are attached to this model.
-        args: the `TrainingArguments`. `label_smoothing_factor` is taken as the mix config's `label_smoothing` when
-            that is 0; different non-zero values of the two are an error.
-        mix_config: how to mix. Give at most one of `mix_config`, `mixer`, `recipe`; with none of them the measured
-            recipe for the model's kind is used (`default_recipe(model)`: `"vit"` for a model whose main input is
-            `pixel_values`, `"text-classifier"` otherwise).
-        mixer: a `HiddenMixer` already attached to `model`.
-        recipe: the name of a recipe (`hiddenmix.RECIPES`, e.g. `"text-classifier"`): its `MixConfig`, its
-            `clean_loss_weight` (unless given here) and, if it turns mixing off for the last steps, a
-            `MixScheduleCallback`.
-        clean_loss_weight: RegMixup: weight of the loss of a clean (unmixed) forward added to the mixed loss;
-            0 turns it off. The clean forward costs one extra forward per step. `None`: the recipe's, else 0.
+        args: the `MixupTrainingArguments`: how to train and how to mix. Plain `TrainingArguments` (or None) are
+            turned into `MixupTrainingArguments` with the measured recipe for the model's kind
+            (`default_recipe(model)`), and the recipe is logged.
+        mixer: a `HiddenMixer` already attached to `model`, for a mixer built by hand. Its config is the one used;
+            mixing options set in `args` away from their defaults must then agree with it.
         **kwargs: everything else `transformers.Trainer` takes (`train_dataset`, `callbacks`, ...).
 
     Logged with the training loss, through `Trainer.log` (so TensorBoard, W&B, ... get them), over the steps since
     the last log and all processes: `mix/lam_mean` (mean λ of the mixed samples), `mix/batches_mixed` and
-    `mix/samples_mixed` (shares), and `mix/layer_<k>` (share of the mixed batches mixed after layer k).
+    `mix/samples_mixed` (shares), `mix/layer_<k>` (share of the mixed batches mixed after layer k) and, with a clean
+    loss, `mix/loss_mixed` and `mix/loss_clean`, the two parts of `loss` (`loss = loss_mixed + clean_loss_weight *
+    loss_clean`). The mixed loss is measured against soft targets, so it stays well above a plain run's loss.
 
     Attributes:
         mixer: the `HiddenMixer` attached to the model.
@@ -251,10 +93,7 @@ class MixupTrainer(Trainer):
         model: nn.Module | None = None,
         args: TrainingArguments | None = None,
         *trainer_args: Any,
-        mix_config: MixConfig | None = None,
         mixer: HiddenMixer | None = None,
-        recipe: str | None = None,
-        clean_loss_weight: float | None = None,
         **kwargs: Any,
     ) -> None:
         # Every check runs before the model is touched.
@@ -263,49 +102,23 @@ class MixupTrainer(Trainer):
                 "MixupTrainer needs model=: the mixer's hooks are attached to that model "
                 "(model_init is not supported)."
             )
-        choices = (("mix_config", mix_config), ("mixer", mixer), ("recipe", recipe))
-        given = [name for name, value in choices if value is not None]
-        if len(given) > 1:
-            raise ValueError(f"MixupTrainer takes one of mix_config=, mixer=, recipe=; got {' and '.join(given)}.")
-        if not given:
+        if kwargs.get("compute_loss_func") is not None:
+            raise ValueError("MixupTrainer computes the soft-target loss itself; compute_loss_func must be None.")
+        if args is not None and not isinstance(args, TrainingArguments):
+            raise TypeError(f"args must be MixupTrainingArguments (or TrainingArguments); got {type(args).__name__}.")
+        if not isinstance(args, MixupTrainingArguments):
             recipe = default_recipe(model)
-            logger.info(f"MixupTrainer: no mix_config, mixer or recipe given; using the {recipe!r} recipe.")
-        if recipe is not None:
-            chosen = get_recipe(recipe)
-            mix_config = chosen.mix_config()
-            if clean_loss_weight is None:
-                clean_loss_weight = chosen.clean_loss_weight
-            if chosen.mix_off_for_last > 0:
-                kwargs["callbacks"] = [*(kwargs.get("callbacks") or []),
-                                       MixScheduleCallback(off_for_last=chosen.mix_off_for_last)]  # fmt: skip
-        if clean_loss_weight is None:
-            clean_loss_weight = 0.0
-        if mix_config is not None and not isinstance(mix_config, MixConfig):
-            raise TypeError(f"mix_config must be a hiddenmix.MixConfig; got {type(mix_config).__name__}.")
+            given = {} if args is None else {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init}
+            given.setdefault("output_dir", "tmp_trainer")
+            args = MixupTrainingArguments.from_recipe(recipe, **given)
+            logger.info(f"MixupTrainer: args are plain TrainingArguments; mixing with the {recipe!r} recipe.")
+        config = args.mix_config()
         if mixer is not None:
             if not isinstance(mixer, HiddenMixer):
                 raise TypeError(f"mixer must be a hiddenmix.HiddenMixer; got {type(mixer).__name__}.")
             if not mixer.attached or mixer.entry is not unwrap_model(model):
                 raise ValueError("mixer= must be a HiddenMixer attached to the model given as model=.")
-        if kwargs.get("compute_loss_func") is not None:
-            raise ValueError("MixupTrainer computes the soft-target loss itself; compute_loss_func must be None.")
-        if (
-            isinstance(clean_loss_weight, bool)
-            or not isinstance(clean_loss_weight, (int, float))
-            or not math.isfinite(clean_loss_weight)
-            or clean_loss_weight < 0
-        ):
-            raise ValueError(f"clean_loss_weight={clean_loss_weight!r} must be a finite number >= 0 (0 turns it off).")
-        config = mixer.config if mixer is not None else mix_config
-        smoothing = getattr(args, "label_smoothing_factor", 0.0) or 0.0
-        if smoothing > 0:
-            if config.label_smoothing == 0:
-                config = config.replace(label_smoothing=smoothing)
-            elif config.label_smoothing != smoothing:
-                raise ValueError(
-                    f"TrainingArguments.label_smoothing_factor={smoothing} and MixConfig.label_smoothing="
-                    f"{config.label_smoothing} differ; set one of them (MixupTrainer smooths before mixing)."
-                )
+            config = _agreeing_config(args, mixer)
 
         super().__init__(model, args, *trainer_args, **kwargs)
         if self.args.n_gpu > 1:
@@ -315,12 +128,15 @@ class MixupTrainer(Trainer):
             )
         if mixer is None:
             mixer = HiddenMixer(self.model, config)
-        elif config is not mixer.config:
+        elif config != mixer.config:
             mixer.set_config(config)
         self.mixer = mixer
         # The plan the last training loss was computed with (after RegMixup's clean forward `mixer.plan` is None).
         self.last_plan: MixPlan | None = None
-        self.clean_loss_weight = float(clean_loss_weight)
+        self.clean_loss_weight = float(self.args.clean_loss_weight)
+        schedule = self.args.mix_schedule()
+        if schedule is not None:
+            self.add_callback(MixScheduleCallback(schedule))
         for callback in self.callback_handler.callbacks:
             if isinstance(callback, MixScheduleCallback) and callback.mixer is None:
                 callback.bind(mixer)
@@ -392,19 +208,22 @@ class MixupTrainer(Trainer):
         plan = self.mixer.plan
         if plan is None:  # mixing off (config or schedule): the plain soft-target loss, label smoothing included
             plan = MixPlan.identity(labels.shape[0], labels.device, site=self.mixer.config.site)
-        loss = self._row_loss_sum(_logits(outputs), labels, plan)
+        if num_items_in_batch is None:
+            count = self._counted_rows(labels).clamp_min(1)
+        else:
+            count = torch.as_tensor(num_items_in_batch, device=labels.device).clamp_min(1)
+            if self.args.average_tokens_across_devices and self.args.world_size > 1:
+                # The count is global; DDP averages the gradients over processes, so undo that average.
+                count = count / self.accelerator.num_processes
+        loss = self._row_loss_sum(_logits(outputs), labels, plan) / count
+        mixed_loss = loss
         if self.clean_loss_weight > 0:
             with self.mixer.paused():
                 clean_outputs = model(**inputs)
             identity = MixPlan.identity(labels.shape[0], labels.device, site=self.mixer.config.site)
-            loss = loss + self.clean_loss_weight * self._row_loss_sum(_logits(clean_outputs), labels, identity)
-        if num_items_in_batch is None:
-            loss = loss / self._counted_rows(labels).clamp_min(1)
-        else:
-            loss = loss / torch.as_tensor(num_items_in_batch, device=loss.device).clamp_min(1)
-            if self.args.average_tokens_across_devices and self.args.world_size > 1:
-                # The count is global; DDP averages the gradients over processes, so undo that average.
-                loss = loss * self.accelerator.num_processes
+            clean_loss = self._row_loss_sum(_logits(clean_outputs), labels, identity) / count
+            loss = loss + self.clean_loss_weight * clean_loss
+            self._record_losses(mixed_loss, clean_loss)
         self.last_plan = plan
         self._record_plan(plan)
         return (loss, outputs) if return_outputs else loss
@@ -428,6 +247,7 @@ class MixupTrainer(Trainer):
         self._mix_batches = 0
         self._mix_batches_mixed = 0
         self._mix_layers = dict.fromkeys(self.mixer.layers, 0)
+        self._mix_loss_parts: Tensor | int = 0  # device tensor: Σ (mixed loss, clean loss) over micro-batches
 
     def _record_plan(self, plan: MixPlan) -> None:
         # Only device-side adds and host-side counters here: the values are read once, at logging time.
@@ -442,6 +262,9 @@ class MixupTrainer(Trainer):
         self._mix_lam_sum = self._mix_lam_sum + (plan.lam_target * mixed).sum()
         self._mix_samples_mixed = self._mix_samples_mixed + mixed.sum()
 
+    def _record_losses(self, mixed: Tensor, clean: Tensor) -> None:
+        self._mix_loss_parts = self._mix_loss_parts + torch.stack([mixed.detach(), clean.detach()]).double()
+
     def mix_stats(self) -> dict[str, float]:
         """The mixing statistics since the last call, over all processes, then reset.
 
@@ -455,12 +278,14 @@ class MixupTrainer(Trainer):
                 torch.tensor(float(self._mix_samples), dtype=torch.float64, device=device),
                 torch.tensor(float(self._mix_batches), dtype=torch.float64, device=device),
                 torch.tensor(float(self._mix_batches_mixed), dtype=torch.float64, device=device),
+                *torch.as_tensor(self._mix_loss_parts, dtype=torch.float64, device=device).expand(2),
                 *[torch.tensor(float(n), dtype=torch.float64, device=device) for n in self._mix_layers.values()],
             ]
         )
         if self.accelerator.num_processes > 1:
             values = self.accelerator.reduce(values, reduction="sum")
-        lam_sum, samples_mixed, samples, batches, batches_mixed, *layers = values.tolist()  # the one sync
+        # the one read of the device, at logging time
+        lam_sum, samples_mixed, samples, batches, batches_mixed, loss_mixed, loss_clean, *layers = values.tolist()
         layer_ids = list(self._mix_layers)
         self._reset_mix_stats()
         if batches == 0:
@@ -472,6 +297,11 @@ class MixupTrainer(Trainer):
         }
         for layer, count in zip(layer_ids, layers):
             stats[f"mix/layer_{layer}"] = count / batches_mixed if batches_mixed else 0.0
+        if self.clean_loss_weight > 0:
+            # per optimizer step and averaged over processes, as the parent's `loss` is
+            steps = batches / self.accelerator.num_processes / self.args.gradient_accumulation_steps
+            scale = 1.0 / (self.accelerator.num_processes * max(steps, 1e-12))
+            stats.update({"mix/loss_mixed": loss_mixed * scale, "mix/loss_clean": loss_clean * scale})
         return stats
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -517,6 +347,32 @@ class MixupTrainer(Trainer):
             resume_from_checkpoint = os.fspath(checkpoint)
         self._reset_mix_stats()
         return super().train(resume_from_checkpoint, *args, **kwargs)
+
+
+def _agreeing_config(args: MixupTrainingArguments, mixer: HiddenMixer):
+    """The mixer's config, with `args`' label smoothing; an error if `args` set a mixing option it disagrees with."""
+    defaults = MixOptions()
+    config = mixer.config
+    clashes = [
+        f"{name}={getattr(args, name)!r} (the mixer has {getattr(config, name)!r})"
+        for name in MIX_OPTION_NAMES
+        if getattr(args, name) != getattr(defaults, name) and getattr(args, name) != getattr(config, name)
+        and not (name in ("layers", "cutmix_minmax") and _same(getattr(args, name), getattr(config, name)))
+    ]  # fmt: skip
+    smoothing = args.label_smoothing_factor
+    if smoothing > 0 and config.label_smoothing not in (0, smoothing):
+        clashes.append(f"label_smoothing_factor={smoothing} (the mixer has label_smoothing={config.label_smoothing})")
+    if clashes:
+        raise ValueError(
+            "MixupTrainer was given mixer= and args that set other mixing options: "
+            + "; ".join(clashes)
+            + ". Set them in the mixer's MixConfig, or leave them at their defaults in args."
+        )
+    return config.replace(label_smoothing=smoothing) if smoothing > 0 else config
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a is not None and b is not None and tuple(a) == tuple(b)
 
 
 def _logits(outputs: Any) -> Tensor:

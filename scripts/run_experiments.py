@@ -37,7 +37,7 @@ def load_grid(path: str) -> dict:
         if key not in grid:
             raise ValueError(f"grid {path}: missing key {key!r}; a grid has output_dir, seeds, datasets, settings.")
     if BASELINE not in grid["settings"]:
-        raise ValueError(f"grid {path}: settings must include the baseline {BASELINE!r} (method: none).")
+        raise ValueError(f"grid {path}: settings must include the baseline {BASELINE!r} (enabled: false).")
     for name, spec in grid["datasets"].items():
         subset = spec.get("settings")
         if subset is None:
@@ -88,6 +88,8 @@ def run_all(grid: dict, *, python: str, datasets: list[str] | None = None, setti
     for i, (dataset, setting, seed) in enumerate(todo, 1):
         folder = out / dataset / setting / f"seed{seed}"
         options = {**grid.get("common", {}), **dataset_options(grid, dataset), **grid["settings"][setting]}
+        # "{seed}" in a value is the run's seed (e.g. `split_seed: "{seed}"`: each seed draws its own subset)
+        options = {k: v.format(seed=seed) if isinstance(v, str) else v for k, v in options.items()}
         # options set to null (e.g. max_train_samples: null = every row) cannot be flags: they go in a --config file
         nulls = {k: None for k, v in options.items() if v is None}
         config = []

@@ -1,7 +1,7 @@
 """Save a PNG grid of a mixed batch of real images (sklearn's digits), each tile captioned with its two classes and λ.
 
-    python scripts/show_mixed_batch.py                                   # docs/mixed_batch.png (Mixup / CutMix)
-    python scripts/show_mixed_batch.py --mask fmix --out docs/mixed_batch_fmix.png
+    python scripts/show_mixed_batch.py                                   # outputs/mixed_batch.png (Mixup / CutMix)
+    python scripts/show_mixed_batch.py --cutmix-mask fmix --out outputs/mixed_batch_fmix.png
 
 Look at mixed examples before trusting them: the caption's first line is the tile's own class and the share λ of
 the tile that is its own, the second line the partner's class and 1 - λ. For a CutMix or FMix tile, λ is the
@@ -12,27 +12,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from hiddenmix import MixConfig  # noqa: E402
-from hiddenmix.vision import MixupCutmix, save_mixed_grid  # noqa: E402
+from hiddenmix import MixConfig, MixupCutmix
+from hiddenmix.plots import save_mixed_grid
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="docs/mixed_batch.png")
+    parser.add_argument("--out", default="outputs/mixed_batch.png", help="the PNG to write (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=32, help="digits are 8x8; upsampled so boxes and masks show")
     parser.add_argument("--mixup-alpha", type=float, default=1.0)
     parser.add_argument("--cutmix-alpha", type=float, default=1.0)
     parser.add_argument("--switch-prob", type=float, default=0.5)
     parser.add_argument("--mode", default="elem", choices=["batch", "pair", "elem"])
-    parser.add_argument("--mask", default="box", choices=["box", "fmix"])
+    parser.add_argument("--cutmix-mask", default="box", choices=["box", "fmix"])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -50,11 +47,12 @@ def main() -> None:
         cutmix_alpha=args.cutmix_alpha,
         switch_prob=args.switch_prob,
         mode=args.mode,
+        cutmix_mask=args.cutmix_mask,
         num_classes=10,
         seed=args.seed,
     )
-    out = MixupCutmix(config, mask=args.mask).mix(images, labels)
-    paste = {"box": "CutMix", "fmix": "FMix"}[args.mask]
+    out = MixupCutmix(config).mix(images, labels)
+    paste = {"box": "CutMix", "fmix": "FMix"}[args.cutmix_mask]
     what = [f"Mixup (alpha={args.mixup_alpha})"] if config.mixup_on else []
     what += [f"{paste} (alpha={args.cutmix_alpha})"] if config.cutmix_on else []
     switch = f", switch_prob={args.switch_prob}" if len(what) == 2 else ""

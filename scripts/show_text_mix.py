@@ -18,8 +18,8 @@ import torch  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
+from common.data import load_bbc_news, minilm_path  # noqa: E402
 from hiddenmix import HiddenMixer, MixConfig  # noqa: E402
-from hiddenmix.data import load_bbc_news, minilm_path  # noqa: E402
 
 
 def main() -> None:

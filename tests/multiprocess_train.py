@@ -16,10 +16,9 @@ import sys
 import torch
 import torch.distributed as dist
 from datasets import Dataset
-from transformers import AutoConfig, AutoModelForSequenceClassification, TrainingArguments
+from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from hiddenmix import MixConfig
-from hiddenmix.trainer import MixupTrainer
+from hiddenmix import MixupTrainer, MixupTrainingArguments
 
 VOCAB, SEQ = 64, 12
 
@@ -55,7 +54,7 @@ def main() -> None:
             "labels": torch.randint(0, 3, (n,), generator=g).tolist(),
         }
     )
-    args = TrainingArguments(
+    args = MixupTrainingArguments(
         output_dir=cli.output_dir,
         use_cpu=True,  # gloo on CPU; without it each process would silently train alone
         per_device_train_batch_size=4,
@@ -66,15 +65,11 @@ def main() -> None:
         save_strategy="no",
         report_to=[],
         disable_tqdm=True,
-        seed=0,
-    )
-    trainer = RecordingTrainer(
-        model=model,
-        args=args,
-        train_dataset=data,
-        mix_config=MixConfig(mixup_alpha=1.0, seed=0),  # the same seed on every rank: the rank offsets it
+        seed=0,  # the same seed on every rank: the rank offsets the mixing stream
+        mixup_alpha=1.0,
         clean_loss_weight=0.5,  # two forwards before one backward under DDP
     )
+    trainer = RecordingTrainer(model=model, args=args, train_dataset=data)
     trainer.train()
 
     accelerator = trainer.accelerator

@@ -1,40 +1,62 @@
 import pytest
 
-from hiddenmix import MixConfig
+from hiddenmix import MixConfig, MixupTrainingArguments
 
+# (field, value, what the message must say after "<owner>.<field>=<value> is not allowed; ")
 BAD_VALUES = [
-    ("mixup_alpha", -0.1, "mixup_alpha=-0.1 must be a finite number >= 0"),
-    ("mixup_alpha", float("nan"), "mixup_alpha=nan"),
-    ("cutmix_alpha", "1", "cutmix_alpha='1'"),
-    ("cutmix_minmax", (0.5, 0.2), r"cutmix_minmax=\(0.5, 0.2\) must satisfy 0 < min < max <= 1"),
-    ("cutmix_minmax", (0.0, 0.5), "0 < min < max <= 1"),
-    ("cutmix_minmax", (0.2, 1.5), "0 < min < max <= 1"),
-    ("cutmix_minmax", 0.3, "must be None or a pair"),
-    ("prob", 1.5, r"prob=1.5 must be a number in \[0, 1\]"),
-    ("prob", -0.01, "prob=-0.01"),
-    ("switch_prob", 2, "switch_prob=2"),
-    ("label_smoothing", 1.0, r"label_smoothing=1.0 must be a number in \[0, 1\)"),
-    ("mode", "sample", r"mode='sample' is not allowed; choose one of \['batch', 'pair', 'elem'\]"),
-    ("site", "logits", "site='logits' is not allowed"),
-    ("pad_policy", "drop", "pad_policy='drop' is not allowed"),
-    ("partner", "flip", "partner='flip' is not allowed"),
-    ("problem_type", "multiclass", "problem_type='multiclass' is not allowed"),
-    ("num_classes", 0, "num_classes=0 must be None or an integer >= 1"),
-    ("num_classes", 2.5, "num_classes=2.5"),
-    ("ignore_index", "x", "ignore_index='x' must be an integer"),
-    ("layers", (), r"layers=\(\) must be None or a non-empty list of integers"),
-    ("layers", (1, 1), "lists a layer twice"),
-    ("layers", ("a",), "must be None or a non-empty list of integers"),
-    ("layers", "12", "must be None or a non-empty list"),
-    ("layer_stack", "", "layer_stack='' must be None or a dotted module path"),
-    ("seed", -1, "seed=-1 must be None or an integer >= 0"),
-    ("correct_lam", "yes", "correct_lam='yes' must be True or False"),
+    ("mixup_alpha", -0.1, "allowed: a finite number >= 0"),
+    ("mixup_alpha", float("nan"), "allowed: a finite number >= 0"),
+    ("cutmix_alpha", "1", "allowed: a finite number >= 0"),
+    ("cutmix_minmax", (0.5, 0.2), r"allowed: a pair with 0 < min < max <= 1"),
+    ("cutmix_minmax", (0.0, 0.5), "allowed: a pair with 0 < min < max <= 1"),
+    ("cutmix_minmax", (0.2, 1.5), "allowed: a pair with 0 < min < max <= 1"),
+    ("cutmix_minmax", 0.3, r"allowed: None or a pair \(min, max\)"),
+    ("cutmix_mask", "grid", r"choose one of \['box', 'fmix'\]"),
+    ("fmix_decay_power", 0, "allowed: a finite number > 0"),
+    ("prob", 1.5, r"allowed: a number in \[0, 1\]"),
+    ("prob", -0.01, r"allowed: a number in \[0, 1\]"),
+    ("switch_prob", 2, r"allowed: a number in \[0, 1\]"),
+    ("mode", "sample", r"choose one of \['batch', 'pair', 'elem'\]"),
+    ("site", "logits", r"choose one of \['input', 'embeddings', 'hidden'\]"),
+    ("pad_policy", "drop", r"choose one of \['mix', 'keep', 'zero'\]"),
+    ("partner", "flip", r"choose one of \['random', 'similar_length'\]"),
+    ("problem_type", "multiclass", "choose None or one of"),
+    ("num_classes", 0, "allowed: None or an integer >= 1"),
+    ("num_classes", 2.5, "allowed: None or an integer >= 1"),
+    ("ignore_index", "x", "allowed: an integer"),
+    ("layers", (), "allowed: None or a non-empty list of integers"),
+    ("layers", (1, 1), "it lists a layer twice"),
+    ("layers", ("a",), "allowed: None or a non-empty list of integers"),
+    ("layers", "12", "allowed: None or a non-empty list"),
+    ("layer_stack", "", "allowed: None or a dotted module path"),
+    ("correct_lam", "yes", "allowed: True or False"),
 ]
 
 
+def _value_pattern(value) -> str:
+    import re
+
+    return re.escape(repr(tuple(value) if isinstance(value, list) else value))
+
+
 @pytest.mark.parametrize("field,value,match", BAD_VALUES, ids=[f"{f}={v!r}" for f, v, _ in BAD_VALUES])
-def test_invalid_value_names_field_value_and_allowed(field, value, match):
-    with pytest.raises(ValueError, match=match):
+def test_invalid_value_names_the_field_the_value_and_what_is_allowed(field, value, match):
+    with pytest.raises(ValueError, match=rf"^MixConfig\.{field}={_value_pattern(value)} is not allowed; {match}"):
+        MixConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field,value,match", BAD_VALUES[::3], ids=[f"{f}={v!r}" for f, v, _ in BAD_VALUES[::3]])
+def test_the_training_arguments_check_the_same_fields_under_their_own_name(field, value, match, tmp_path):
+    with pytest.raises(ValueError, match=rf"MixupTrainingArguments\.{field}=.* is not allowed; {match}"):
+        MixupTrainingArguments(output_dir=str(tmp_path), **{field: value})
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [("label_smoothing", 1.0, r"allowed: a number in \[0, 1\)"), ("seed", -1, "allowed: None or an integer >= 0")],
+)
+def test_the_two_fields_only_mix_config_holds_are_checked(field, value, match):
+    with pytest.raises(ValueError, match=rf"^MixConfig\.{field}={value!r} is not allowed; {match}"):
         MixConfig(**{field: value})
 
 

@@ -1,6 +1,5 @@
 """scripts/train_text_classifier.py end to end on a tiny model, its refusals, and a 2-process launch."""
 
-import importlib.util
 import json
 import os
 import socket
@@ -16,17 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 WORDS = "good bad fine great awful happy sad ok meh love hate news sport vote film".split()
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location(
-        "train_text_classifier", ROOT / "scripts" / "train_text_classifier.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+import train_text_classifier as script  # noqa: E402  (scripts/ is on the test path)
+
+from common.data import load_labelled_dataset  # noqa: E402
 
 
-script = _load_script()
+def load_text_dataset(dataset, text_column=None, label_column=None):
+    return load_labelled_dataset(dataset, kind="text", columns={"text": text_column, "label": label_column})
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +65,7 @@ def test_runs_end_to_end_with_a_baseline_and_writes_results(tiny_model_dir, tmp_
     data = write_csv(tmp_path / "data.csv", sentences(40))
     out = tmp_path / "out"
     results = script.main(args_for(tiny_model_dir, data, out, "--mixup_alpha", "0.2", "--layers", "0", "1"))
-    assert set(results) == {"no-mix", "hidden-mixup"}
+    assert set(results) == {"no-mix", "hidden-mix"}
     saved = json.loads((out / "results.json").read_text())
     assert saved["results"].keys() == results.keys()
     assert saved["mix_config"]["mixup_alpha"] == 0.2 and saved["mix_config"]["layers"] == [0, 1]
@@ -81,12 +76,12 @@ def test_runs_end_to_end_with_a_baseline_and_writes_results(tiny_model_dir, tmp_
 
 
 def test_a_yaml_config_is_applied_and_the_command_line_overrides_it(tmp_path):
-
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("method: embeddings\nmixup_alpha: 0.3\nmix_seed: 5\nlearning_rate: 0.001\n")
+    cfg.write_text("site: embeddings\nmixup_alpha: 0.3\nseed: 5\nlearning_rate: 0.001\n")
     argv = ["--config", str(cfg), "--mixup_alpha", "0.7", "--output_dir", str(tmp_path / "o")]
-    s, _, mix, t = script.parse(argv)
-    assert s.method == "embeddings" and mix.mixup_alpha == 0.7 and mix.seed == 5 and t.learning_rate == 0.001
+    _, _, args = script.parse(argv)
+    mix = args.mix_config()
+    assert mix.site == "embeddings" and mix.mixup_alpha == 0.7 and mix.seed == 5 and args.learning_rate == 0.001
 
 
 def test_a_config_file_beats_the_scripts_defaults(tmp_path):
@@ -97,14 +92,18 @@ def test_a_config_file_beats_the_scripts_defaults(tmp_path):
     *_, t = script.parse(["--config", str(cfg)])
     assert t.num_train_epochs == 7 and t.output_dir == str(tmp_path / "from-yaml")
     *_, t = script.parse([])
-    assert t.num_train_epochs == script.TRAINING_DEFAULTS["num_train_epochs"]
+    assert t.num_train_epochs == script.DEFAULTS["num_train_epochs"]
 
 
-def test_every_shipped_text_config_parses():
+@pytest.mark.parametrize("cfg", sorted((ROOT / "configs" / "text").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_text_config_parses_to_what_it_says(cfg):
+    import yaml
 
-    for cfg in sorted((ROOT / "configs" / "text").glob("*.yaml")):
-        s, _, _, _ = script.parse(["--config", str(cfg)])
-        assert s.method in script.METHODS, cfg
+    values = yaml.safe_load(cfg.read_text())
+    script_args, run, args = script.parse(["--config", str(cfg)])
+    for key, value in values.items():
+        held = next(getattr(a, key) for a in (script_args, run, args) if hasattr(a, key))
+        assert held == (tuple(value) if isinstance(held, tuple) else value), (cfg.name, key)
 
 
 @pytest.mark.parametrize(
@@ -113,11 +112,13 @@ def test_every_shipped_text_config_parses():
         ("missing-text", ["--text_column", "body"], r"text_column='body' is not a column .* \['sentence', 'mood'\]"),
         ("missing-label", ["--label_column", "y"], r"label_column='y' is not a column .* \['sentence', 'mood'\]"),
         ("unseen-label", [], r"labels \['angry'\] that are not in the training label set \['neg', 'neu', 'pos'\]"),
-        ("empty", [], "the training split is empty"),
-        ("bad-method", ["--method", "logits"], r"method='logits' is not allowed; choose one of \['none', 'emb"),
-        ("bad-mix", ["--mixup_alpha", "-1"], "MixConfig.mixup_alpha=-1.0 must be a finite number >= 0"),
-        ("unknown-key", ["--config", "BAD_YAML"], r"unknown key\(s\) \['mixup_alfa'\]"),
-        ("unknown-flag", ["--mixup_alfa", "0.2"], r"unknown command-line argument\(s\) \['--mixup_alfa', '0.2'\]"),
+        ("empty", [], "is an empty dataset: the training split has no row"),
+        ("bad-site", ["--site", "logits"], r"site='logits' is not allowed; choose one of \['input', 'emb"),
+        ("bad-mix", ["--mixup_alpha", "-1"], r"MixupTrainingArguments.mixup_alpha=-1.0 is not allowed; allowed: a"),
+        ("unknown-key", ["--config", "BAD_YAML"], r"unknown key 'mixup_alfa'; did you mean 'mixup_alpha'\?"),
+        ("unknown-flag", ["--mixup_alfa", "0.2"], r"unknown option '--mixup_alfa'; did you mean '--mixup_alpha'\?"),
+        ("few-rows", ["--train_samples_per_class", "50"], r"train_samples_per_class=50 but class 0 has \d+ training"),
+        ("bad-shift", ["--eval_shifts", "blur:0.2"], r"eval_shifts holds 'blur:0.2'; allowed: NAME:STRENGTH with NA"),
     ],
 )  # fmt: skip
 def test_bad_input_is_refused_and_nothing_is_written(tiny_model_dir, tmp_path, setup, extra, match):
@@ -148,7 +149,7 @@ def test_an_output_folder_holding_another_run_is_refused_unless_overwrite(tiny_m
         script.main(args_for(tiny_model_dir, data, out))
     assert (out / "results.json").read_text() == "{}"
     script.main(args_for(tiny_model_dir, data, out, "--overwrite_output_dir", "true", "--baseline", "false"))
-    assert set(json.loads((out / "results.json").read_text())["results"]) == {"hidden-mixup"}
+    assert set(json.loads((out / "results.json").read_text())["results"]) == {"hidden-mix"}
 
 
 def _free_port() -> int:
@@ -172,8 +173,8 @@ def test_accelerate_launch_runs_the_script_with_two_processes(tiny_model_dir, tm
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     saved = json.loads((out / "results.json").read_text())
-    assert saved["processes"] == 2
-    assert set(saved["results"]) == {"no-mix", "hidden-mixup"}
+    assert saved["training"]["world_size"] == 2
+    assert set(saved["results"]) == {"no-mix", "hidden-mix"}
 
 
 @pytest.mark.slow
@@ -186,7 +187,7 @@ def test_experiment_runner_reports_paired_results_and_resumes(tiny_model_dir, tm
         f"common: {{max_steps: 2, max_length: 16, per_device_train_batch_size: 8, calibration_size: 0.25}}\n"
         f"datasets:\n  tiny: {{dataset: {data}, model_name_or_path: {tiny_model_dir}, text_column: sentence, "
         f"label_column: mood}}\n"
-        "settings:\n  no-mix: {method: none}\n  hidden: {method: hidden, mixup_alpha: 0.4}\n"
+        "settings:\n  no-mix: {enabled: false}\n  hidden: {site: hidden, mixup_alpha: 0.4}\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, str(ROOT / "scripts" / "run_experiments.py"), "--grid", str(grid)]
@@ -198,7 +199,7 @@ def test_experiment_runner_reports_paired_results_and_resumes(tiny_model_dir, tm
     cells = [c.strip() for c in hidden_row.strip("|").split("|")]
     assert cells[1] == "2" and "±" in cells[9] and "±" in cells[10]  # n = 2 seeds, paired Δacc and ΔNLL
     results = json.loads((out / "tiny" / "hidden" / "seed1" / "results.json").read_text())["results"]
-    assert {"temperature", "nll_ts", "ece_ts"} <= set(results["hidden-mixup"])
+    assert {"temperature", "nll_ts", "ece_ts"} <= set(results["hidden-mix"])
     # a finished run is skipped; a missing one is run again
     (out / "tiny" / "hidden" / "seed1" / "results.json").unlink()
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -208,8 +209,6 @@ def test_experiment_runner_reports_paired_results_and_resumes(tiny_model_dir, tm
 
 def test_a_classlabel_class_without_training_rows_is_not_in_the_label_set(tmp_path):
     import datasets
-
-    from hiddenmix.data import load_text_dataset
 
     feature = datasets.ClassLabel(names=["neg", "neu", "pos"])
     features = datasets.Features({"text": datasets.Value("string"), "label": feature})
@@ -223,8 +222,6 @@ def test_a_classlabel_class_without_training_rows_is_not_in_the_label_set(tmp_pa
 def test_unlabelled_classlabel_rows_are_dropped_not_trained_as_the_last_class(tmp_path):
     import datasets
 
-    from hiddenmix.data import load_text_dataset
-
     feature = datasets.ClassLabel(names=["neg", "pos"])
     features = datasets.Features({"text": datasets.Value("string"), "label": feature})
     train = datasets.Dataset.from_dict({"text": ["a", "b", "c", "d"], "label": [0, 1, -1, 1]}, features=features)
@@ -237,8 +234,6 @@ def test_unlabelled_classlabel_rows_are_dropped_not_trained_as_the_last_class(tm
 
 
 def test_a_tsv_folder_is_read_with_tabs_and_split_names_with_suffixes_are_recognised(tmp_path):
-    from hiddenmix.data import load_text_dataset
-
     folder = tmp_path / "glue"
     folder.mkdir()
     (folder / "train.tsv").write_text("sentence\tmood\ngood, fine\tpos\nbad, awful\tneg\nok\tpos\nmeh\tneg\n")
@@ -251,8 +246,6 @@ def test_a_tsv_folder_is_read_with_tabs_and_split_names_with_suffixes_are_recogn
 
 def test_an_evaluation_split_without_the_label_column_is_named(tmp_path):
     import datasets
-
-    from hiddenmix.data import load_text_dataset
 
     train = datasets.Dataset.from_dict({"sentence": ["good", "bad"], "mood": ["pos", "neg"]})
     test = datasets.Dataset.from_dict({"sentence": ["fine"]})
@@ -269,10 +262,9 @@ def test_an_evaluation_split_without_the_label_column_is_named(tmp_path):
 
 
 def _runner():
-    spec = importlib.util.spec_from_file_location("run_experiments", ROOT / "scripts" / "run_experiments.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import run_experiments
+
+    return run_experiments
 
 
 def test_experiment_runner_runs_the_chosen_datasets_and_settings_and_each_datasets_subset(tmp_path, monkeypatch):
@@ -292,15 +284,15 @@ def test_experiment_runner_runs_the_chosen_datasets_and_settings_and_each_datase
         "common": {"num_train_epochs": 2},
         "datasets": {"a": {"dataset": "x"},
                      "b": {"dataset": "y", "num_train_epochs": 5, "settings": ["no-mix", "s2"]}},
-        "settings": {"no-mix": {"method": "none"}, "s1": {"method": "hidden"}, "s2": {"method": "embeddings"}},
+        "settings": {"no-mix": {"site": "none"}, "s1": {"site": "hidden"}, "s2": {"site": "embeddings"}},
     }  # fmt: skip
     runner.run_all(grid, python="python", datasets=["b"])
-    ran = [(c[c.index("--dataset") + 1], c[c.index("--method") + 1], c[c.index("--seed") + 1]) for c in calls]
+    ran = [(c[c.index("--dataset") + 1], c[c.index("--site") + 1], c[c.index("--seed") + 1]) for c in calls]
     assert ran == [("y", "none", "0"), ("y", "embeddings", "0"), ("y", "none", "1"), ("y", "embeddings", "1")]
     assert all("--settings" not in c and c[c.index("--num_train_epochs") + 1] == "5" for c in calls)
     calls.clear()
     runner.run_all(grid, python="python", settings=["s1", "s2"])  # b's s2 is done: only a's runs are left
-    assert sorted((c[c.index("--dataset") + 1], c[c.index("--method") + 1]) for c in calls) == [
+    assert sorted((c[c.index("--dataset") + 1], c[c.index("--site") + 1]) for c in calls) == [
         ("x", "embeddings"), ("x", "embeddings"), ("x", "hidden"), ("x", "hidden")]  # fmt: skip
     with pytest.raises(ValueError, match=r"--settings s9: not in the grid; it has no-mix, s1, s2"):
         runner.run_all(grid, python="python", settings=["s9"])

@@ -3,9 +3,7 @@ input refused before anything is written."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs" / "vit").glob("*.yaml"))
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("train_vit", ROOT / "scripts" / "train_vit.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_vit"] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-train_vit = _load_script()
+import train_vit  # noqa: E402  (scripts/ is on the test path)
 
 # A 2-layer, 32-wide ViT for 3 optimizer steps on 128 images: seconds per run, still every code path of a real one.
 TINY = [
@@ -74,7 +64,7 @@ def image_folder(root: Path, splits: dict[str, dict[str, int]], *, rgb_size: int
 
 # ---------------------------------------------------------------------------------------------- end to end
 METHODS = {
-    "none": [],
+    "none": ["--enabled", "false"],
     "input": ["--mixup_alpha", "0.8", "--cutmix_alpha", "1.0", "--switch_prob", "0.5"],
     "embeddings": ["--mixup_alpha", "0", "--cutmix_alpha", "1.0"],  # patch-token CutMix
     "hidden": ["--mixup_alpha", "0.4", "--cutmix_alpha", "0", "--layers", "0", "1"],
@@ -84,14 +74,14 @@ METHODS = {
 @pytest.mark.parametrize("method", list(METHODS))
 def test_each_method_trains_on_digits_and_writes_both_runs(tmp_path, method):
     out = tmp_path / "out"
-    results, written = run(out, "--method", method, *METHODS[method])
-    runs = ["no-mix"] + ([] if method == "none" else [f"{method}-mixup"])
+    site = [] if method == "none" else ["--site", method]
+    results, written = run(out, *site, *METHODS[method])
+    runs = ["no-mix"] + ([] if method == "none" else [f"{method}-mix"])
     assert list(results) == runs
     assert written["results"] == json.loads(json.dumps(results))  # what main returns is what it wrote
     for metrics in results.values():
         assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["ece"] <= 1 and metrics["nll"] > 0
     assert (written["train_rows"], written["eval_rows"], written["labels"]) == (128, 64, [str(d) for d in range(10)])
-    assert written["method"] == method
     if method != "none":
         assert written["mix_config"]["site"] == method and written["mix_config"]["enabled"] is True
         # same weights, data and order: a run that did not mix would score exactly like the baseline
@@ -103,8 +93,8 @@ def test_each_method_trains_on_digits_and_writes_both_runs(tmp_path, method):
 def test_an_rgb_imagefolder_is_resized_converted_and_split(tmp_path):
     data = image_folder(tmp_path / "folder", {"": {"cat": 10, "dog": 10, "owl": 10}}, rgb_size=12)
     out = tmp_path / "out"
-    results, written = run(out, "--dataset", str(data), "--method", "input")
-    assert list(results) == ["no-mix", "input-mixup"]
+    results, written = run(out, "--dataset", str(data), "--site", "input")
+    assert list(results) == ["no-mix", "input-mix"]
     assert written["labels"] == ["cat", "dog", "owl"]
     assert (written["train_rows"], written["eval_rows"]) == (24, 6)  # stratified 20 % held out
     assert written["image"]["size"] == [8, 8] and written["image"]["num_channels"] == 3  # 12x12 RGB -> 8x8, 3
@@ -121,7 +111,7 @@ def test_a_saved_dataset_with_its_own_columns_and_splits(tmp_path):
     datasets.DatasetDict({"train": part(images[:45]), "validation": part(images[45:])}).save_to_disk(tmp_path / "ds")
     results, written = run(
         tmp_path / "out", "--dataset", str(tmp_path / "ds"), "--image_column", "img", "--label_column", "digit",
-        "--method", "hidden", "--mixup_alpha", "0.4", "--cutmix_alpha", "0",
+        "--site", "hidden", "--mixup_alpha", "0.4", "--cutmix_alpha", "0",
     )  # fmt: skip
     assert written["labels"] == ["d0", "d1", "d2"]
     assert (written["train_rows"], written["eval_rows"]) == (45, 15)  # the given validation split, not a new one
@@ -138,10 +128,10 @@ def test_a_local_pretrained_vit_gets_a_new_head_and_its_own_image_size_and_stati
     stats = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
     (tmp_path / "vit" / "preprocessor_config.json").write_text(json.dumps(stats))
     results, written = run(
-        tmp_path / "out", "--model_name_or_path", str(tmp_path / "vit"), "--method", "embeddings",
+        tmp_path / "out", "--model_name_or_path", str(tmp_path / "vit"), "--site", "embeddings",
         "--mixup_alpha", "0", "--cutmix_alpha", "1.0",
     )  # fmt: skip
-    assert list(results) == ["no-mix", "embeddings-mixup"]
+    assert list(results) == ["no-mix", "embeddings-mix"]
     # 8x8 grey digits -> the checkpoint's 16x16 RGB, normalised with its statistics; 5-class head -> 10 classes
     image = written["image"]
     assert (image["size"], image["num_channels"]) == ([16, 16], 3)
@@ -164,27 +154,27 @@ def test_image_to_tensor_converts_channels_resizes_and_scales():
 def test_every_vit_config_loads(path):
     text = path.read_text()
     assert text.startswith("#")  # says what it does
-    script, _, mix, training = train_vit.parse(["--config", str(path)])
+    _, _, args = train_vit.parse(["--config", str(path)])
     import yaml
 
     values = yaml.safe_load(text)
-    assert script.method == values["method"]
-    assert training.output_dir == values["output_dir"]  # the file beats the script's own default output_dir
+    assert args.enabled == values.get("enabled", True) and args.site == values.get("site", "input")
+    assert args.output_dir == values["output_dir"]  # the file beats the script's own default output_dir
     for key in ("mixup_alpha", "cutmix_alpha"):
         if key in values:
-            assert getattr(mix, key) == values[key]
+            assert getattr(args, key) == values[key]
 
 
 def test_a_config_is_applied_and_the_command_line_overrides_it(tmp_path):
     config = ROOT / "configs" / "vit" / "hidden_mixup.yaml"
     out = tmp_path / "out"
     results, written = run(out, "--config", str(config), "--layers", "1", "--learning_rate", "0.01")
-    assert list(results) == ["no-mix", "hidden-mixup"]
+    assert list(results) == ["no-mix", "hidden-mix"]
     mix = written["mix_config"]
     assert (mix["site"], mix["mixup_alpha"], mix["cutmix_alpha"]) == ("hidden", 0.4, 0.0)  # from the file
     assert mix["layers"] == [1]  # the file says [0, 1, 2]; the command line wins
     argv = ["--config", str(config), "--learning_rate", "0.01", "--output_dir", "x"]
-    script, _, mix, training = train_vit.parse(argv)
+    _, _, training = train_vit.parse(argv)
     assert (training.learning_rate, training.output_dir, training.num_train_epochs) == (0.01, "x", 15)
 
 
@@ -237,13 +227,17 @@ BAD = {
     "unknown-config-key": (
         lambda tmp: [
             "--config",
-            str((tmp / "c.yaml").write_text("method: input\nmixup_alpah: 0.3\n") and tmp / "c.yaml"),
+            str((tmp / "c.yaml").write_text("site: input\nmixup_alpah: 0.3\n") and tmp / "c.yaml"),
         ],
-        r"unknown key\(s\) \['mixup_alpah'\]",
+        r"unknown key 'mixup_alpah'; did you mean 'mixup_alpha'\?",
     ),  # fmt: skip
-    "unknown-method": (
-        lambda tmp: ["--method", "pixels"],
-        r"method='pixels' is not allowed; choose one of \['none', 'input', 'embeddings', 'hidden'\]",
+    "unknown-site": (
+        lambda tmp: ["--site", "pixels"],
+        r"site='pixels' is not allowed; choose one of \['input', 'embeddings', 'hidden'\]",
+    ),
+    "unknown-shift": (
+        lambda tmp: ["--eval_shifts", "typos:0.1"],
+        r"eval_shifts holds 'typos:0.1'; allowed: NAME:STRENGTH with NAME in \['noise', 'occlude'\]",
     ),
     "missing-model": (
         lambda tmp: ["--model_name_or_path", str(tmp / "no-such-model")],
@@ -272,9 +266,9 @@ def test_an_output_dir_holding_another_run_is_refused_unless_overwrite(tmp_path)
     (out / "results.json").write_text('{"earlier": "run"}')
     with pytest.raises(ValueError, match=r"output_dir='.*out' already holds another run \(\['results.json'\]\).*"
                                          r"--overwrite_output_dir true"):  # fmt: skip
-        train_vit.main(["--output_dir", str(out), *TINY, "--method", "none"])
+        train_vit.main(["--output_dir", str(out), *TINY, "--enabled", "false"])
     assert [p.name for p in out.iterdir()] == ["results.json"]
     assert (out / "results.json").read_text() == '{"earlier": "run"}'
     # asked to, it runs and replaces the results
-    train_vit.main(["--output_dir", str(out), *TINY, "--method", "none", "--overwrite_output_dir", "true"])
+    train_vit.main(["--output_dir", str(out), *TINY, "--enabled", "false", "--overwrite_output_dir", "true"])
     assert "no-mix" in json.loads((out / "results.json").read_text())["results"]

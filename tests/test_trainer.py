@@ -15,9 +15,10 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForSequenceClassification, Trainer, TrainingArguments
 from transformers.trainer_utils import EvalPrediction
 
-from hiddenmix import MixConfig, MixPlan
+from hiddenmix import HiddenMixer, MixConfig, MixPlan, MixupTrainingArguments
 from hiddenmix.metrics import classification_metrics, load_metric
-from hiddenmix.trainer import MIXER_STATE_NAME, MixSchedule, MixScheduleCallback, MixupTrainer
+from hiddenmix.schedule import MixSchedule, MixScheduleCallback
+from hiddenmix.trainer import MIXER_STATE_NAME, MixupTrainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB, SEQ, NUM_LABELS = 64, 12, 3
@@ -58,7 +59,7 @@ def make_dataset(n: int, kind: str = "single", *, seed: int = 1, ignore_rows: tu
     return Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "labels": labels.tolist()})
 
 
-def training_args(output_dir, **overrides) -> TrainingArguments:
+def training_args(output_dir, **overrides) -> MixupTrainingArguments:
     values = dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=8,
@@ -74,7 +75,7 @@ def training_args(output_dir, **overrides) -> TrainingArguments:
         dataloader_num_workers=0,
     )
     values.update(overrides)
-    return TrainingArguments(**values)
+    return MixupTrainingArguments(**values)
 
 
 class RecordingTrainer(MixupTrainer):
@@ -129,9 +130,8 @@ def test_training_loss_is_the_soft_target_loss_of_each_forwards_plan(tmp_path, k
     before = {k: v.clone() for k, v in model.state_dict().items()}
     trainer = RecordingTrainer(
         model=model,
-        args=training_args(tmp_path),
+        args=training_args(tmp_path, mixup_alpha=1.0, label_smoothing_factor=smoothing),
         train_dataset=make_dataset(16, kind, ignore_rows=ignore_rows),
-        mix_config=MixConfig(mixup_alpha=1.0, label_smoothing=smoothing, seed=0),
     )
     trainer.train()
     assert len(trainer.records) == 2
@@ -150,9 +150,8 @@ def test_training_loss_is_the_soft_target_loss_of_each_forwards_plan(tmp_path, k
 def test_mixing_statistics_are_logged_from_the_plans(tmp_path):
     trainer = RecordingTrainer(
         model=tiny_model(),
-        args=training_args(tmp_path, max_steps=3),
+        args=training_args(tmp_path, max_steps=3, mixup_alpha=0.4, prob=0.5, mode="elem", seed=3),
         train_dataset=make_dataset(24),
-        mix_config=MixConfig(mixup_alpha=0.4, prob=0.5, mode="elem", seed=3),
     )
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
@@ -171,10 +170,8 @@ def test_regmixup_adds_the_weighted_clean_loss(tmp_path):
     model = tiny_model()
     trainer = MixupTrainer(
         model=model,
-        args=training_args(tmp_path),
+        args=training_args(tmp_path, label_smoothing_factor=0.1, clean_loss_weight=0.5),
         train_dataset=make_dataset(8),
-        mix_config=MixConfig(label_smoothing=0.1),
-        clean_loss_weight=0.5,
     )
     batch = trainer.data_collator([make_dataset(4)[i] for i in range(4)])
     plan = MixPlan.from_lam(torch.tensor([1, 0, 3, 2]), torch.tensor([0.7, 0.7, 0.2, 0.2]), layer=0)
@@ -218,6 +215,7 @@ def test_gradient_accumulation_matches_one_large_batch(tmp_path):
                 weight_decay=0.0,
                 max_grad_norm=0.0,
                 train_sampling_strategy="sequential",
+                mixup_alpha=0.4,
             ),
             train_dataset=data,
         )
@@ -237,11 +235,10 @@ def test_evaluation_equals_a_plain_trainer_on_the_same_weights(tmp_path):
     model = tiny_model()
     trainer = MixupTrainer(
         model=model,
-        args=training_args(tmp_path / "mix"),
+        args=training_args(tmp_path / "mix", mixup_alpha=1.0, label_smoothing_factor=0.1),
         train_dataset=make_dataset(16),
         eval_dataset=make_dataset(20, seed=5),
         compute_metrics=classification_metrics(),
-        mix_config=MixConfig(mixup_alpha=1.0, label_smoothing=0.1),
     )
     trainer.train()
     mixed_metrics = trainer.evaluate()
@@ -250,19 +247,27 @@ def test_evaluation_equals_a_plain_trainer_on_the_same_weights(tmp_path):
     plain_model.load_state_dict(model.state_dict())
     plain = Trainer(
         model=plain_model,
-        args=training_args(tmp_path / "plain"),
+        args=TrainingArguments(
+            output_dir=str(tmp_path / "plain"),
+            per_device_eval_batch_size=8,
+            report_to=[],
+            use_cpu=True,
+            seed=0,
+            label_smoothing_factor=0.1,
+        ),
         eval_dataset=make_dataset(20, seed=5),
         compute_metrics=classification_metrics(),
     )
     plain_metrics = plain.evaluate()
     for key in ("eval_loss", "eval_accuracy", "eval_macro_f1", "eval_ece"):
         assert mixed_metrics[key] == pytest.approx(plain_metrics[key], rel=1e-6, abs=1e-9), key
-    # the eval loss is the model's own (plain, unsmoothed) loss, not a soft-target loss
+    # the eval loss is the parent's: the model's own cross-entropy, smoothed by label_smoothing_factor as any Trainer's
     batch = plain.data_collator([make_dataset(20, seed=5)[i] for i in range(20)])
     plain_model.eval()
     with torch.no_grad():
         logits = plain_model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-    assert mixed_metrics["eval_loss"] == pytest.approx(F.cross_entropy(logits, batch["labels"]).item(), rel=1e-5)
+    expected = F.cross_entropy(logits, batch["labels"], label_smoothing=0.1).item()
+    assert mixed_metrics["eval_loss"] == pytest.approx(expected, rel=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------ schedules
@@ -279,13 +284,17 @@ def test_schedule_values_by_step_and_epoch():
     assert not by_epoch.config_at(base, step=0, epoch=3.0, max_steps=100).enabled
 
 
-def test_mixing_is_off_for_the_last_share_of_training(tmp_path):
+@pytest.mark.parametrize(
+    "off, callbacks",
+    [({"mix_off_for_last": 0.5}, None), ({"mix_off_epoch": 0.5}, None), ({}, [MixScheduleCallback(off_for_last=0.5)])],
+    ids=["mix_off_for_last", "mix_off_epoch", "callback"],
+)
+def test_mixing_is_off_for_the_last_share_of_training(tmp_path, off, callbacks):
     trainer = RecordingTrainer(
         model=tiny_model(),
-        args=training_args(tmp_path, max_steps=4, per_device_train_batch_size=4),
+        args=training_args(tmp_path, max_steps=4, per_device_train_batch_size=4, mixup_alpha=1.0, **off),
         train_dataset=make_dataset(16),
-        mix_config=MixConfig(mixup_alpha=1.0, seed=0),
-        callbacks=[MixScheduleCallback(off_for_last=0.5)],
+        callbacks=callbacks,
     )
     base = trainer.mixer.config
     trainer.train()
@@ -318,23 +327,31 @@ def test_bad_schedules_are_refused(kwargs, match):
 def test_bad_trainer_arguments_are_refused(tmp_path):
     model = tiny_model()
     args = training_args(tmp_path)
-    with pytest.raises(ValueError, match="one of mix_config=, mixer=, recipe=; got mix_config and mixer"):
-        from hiddenmix import HiddenMixer
-
-        MixupTrainer(model=model, args=args, mix_config=MixConfig(), mixer=HiddenMixer(model))
-    model = tiny_model()
     with pytest.raises(ValueError, match="compute_loss_func must be None"):
         MixupTrainer(model=model, args=args, compute_loss_func=lambda *a, **k: 0)
-    with pytest.raises(ValueError, match="clean_loss_weight=-1"):
-        MixupTrainer(model=model, args=args, clean_loss_weight=-1)
-    with pytest.raises(ValueError, match="label_smoothing_factor=0.1 and MixConfig.label_smoothing=0.2"):
-        MixupTrainer(
-            model=model,
-            args=training_args(tmp_path, label_smoothing_factor=0.1),
-            mix_config=MixConfig(label_smoothing=0.2),
-        )
+    with pytest.raises(TypeError, match="args must be MixupTrainingArguments"):
+        MixupTrainer(model=model, args={"output_dir": str(tmp_path)})
+    with pytest.raises(ValueError, match=r"MixupTrainingArguments.clean_loss_weight=-1 is not allowed"):
+        training_args(tmp_path, clean_loss_weight=-1)
+    with pytest.raises(ValueError, match=r"MixupTrainingArguments.site='pixels' is not allowed; choose one of"):
+        training_args(tmp_path, site="pixels")
+    with pytest.raises(ValueError, match="mixer= must be a HiddenMixer attached to the model"):
+        MixupTrainer(model=model, args=args, mixer=HiddenMixer(tiny_model()))
     trainer = MixupTrainer(model=model, args=training_args(tmp_path, label_smoothing_factor=0.1))
-    assert trainer.mixer.config.label_smoothing == 0.1
+    assert trainer.mixer.config.label_smoothing == 0.1 and trainer.mixer.config.seed == 0
+
+
+def test_a_mixer_built_by_hand_is_used_and_args_that_contradict_it_are_refused(tmp_path):
+    model = tiny_model()
+    mixer = HiddenMixer(model, MixConfig(mixup_alpha=0.2, layers=[1], seed=5))
+    with pytest.raises(ValueError, match=r"mixup_alpha=0.7 \(the mixer has 0.2\)"):
+        MixupTrainer(model=model, args=training_args(tmp_path, mixup_alpha=0.7), mixer=mixer)
+    with pytest.raises(ValueError, match=r"label_smoothing_factor=0.1 \(the mixer has label_smoothing=0.2\)"):
+        other = tiny_model()
+        MixupTrainer(model=other, args=training_args(tmp_path, label_smoothing_factor=0.1),
+                     mixer=HiddenMixer(other, MixConfig(label_smoothing=0.2)))  # fmt: skip
+    trainer = MixupTrainer(model=model, args=training_args(tmp_path, layers=[1], mixup_alpha=0.2), mixer=mixer)
+    assert trainer.mixer is mixer and mixer.config.mixup_alpha == 0.2 and mixer.config.seed == 5
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
@@ -348,9 +365,8 @@ def _resume_args(output_dir, **overrides):
 def _run(output_dir, resume=None, **overrides):
     trainer = RecordingTrainer(
         model=tiny_model(dropout=0.1),
-        args=_resume_args(output_dir, **overrides),
+        args=_resume_args(output_dir, mixup_alpha=1.0, **overrides),  # the mixing stream is seeded by `seed`
         train_dataset=make_dataset(12),
-        mix_config=MixConfig(mixup_alpha=1.0),  # seed None: the stream is derived from the Trainer's seed
     )
     trainer.train(resume_from_checkpoint=resume)
     return trainer

@@ -1,5 +1,6 @@
 """Images: pixel Mixup / CutMix / FMix, the three ways to use them, and mixing inside ViT-family models."""
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -14,8 +15,8 @@ from transformers import (
     ViTForImageClassification,
 )
 
-from hiddenmix import HiddenMixer, MixConfig, MixPlan
-from hiddenmix.vision import MixupCutmix, MixupCutmixCollate, fmix_masks, mix_pixels, save_mixed_grid
+from hiddenmix import HiddenMixer, MixConfig, MixPlan, MixupCutmix, MixupCutmixCollate, fmix_masks, mix_pixels
+from hiddenmix.plots import reliability_diagram, save_mixed_grid
 
 B, C, H, W = 7, 3, 16, 16  # odd on purpose: timm refuses odd batches
 VIT_KW = dict(
@@ -81,7 +82,7 @@ PASTING = {
 def test_realised_lam_is_the_pasted_pixel_share_exactly(knobs, mask):
     images = tagged_images()
     for seed in range(5):
-        out = MixupCutmix(MixConfig(num_classes=B, seed=seed, **knobs), mask=mask).mix(images, torch.arange(B))
+        out = MixupCutmix(MixConfig(num_classes=B, seed=seed, cutmix_mask=mask, **knobs)).mix(images, torch.arange(B))
         plan = out.plan
         if not plan.mixed:
             continue
@@ -170,7 +171,7 @@ def test_pair_mode_odd_batch_leaves_one_sample_unmixed():
 def test_the_callers_tensors_are_not_modified(knobs, mask):
     images, labels = torch.rand(B, C, H, W), torch.randint(0, 10, (B,))
     images_before, labels_before = images.clone(), labels.clone()
-    mixed, _ = MixupCutmix(MixConfig(num_classes=10, seed=0, **knobs), mask=mask)(images, labels)
+    mixed, _ = MixupCutmix(MixConfig(num_classes=10, seed=0, cutmix_mask=mask, **knobs))(images, labels)
     assert not torch.equal(mixed, images)
     assert torch.equal(images, images_before) and torch.equal(labels, labels_before)
 
@@ -475,7 +476,7 @@ def test_transform_refuses_a_channel_count_it_was_told_not_to_take():
 
 @pytest.mark.parametrize("minmax", [(0.0, 0.5), (0.2, 1.5), (0.6, 0.4), (-0.1, 0.5)])
 def test_box_range_outside_zero_one_is_refused(minmax):
-    with pytest.raises(ValueError, match=r"cutmix_minmax=.* must satisfy 0 < min < max <= 1"):
+    with pytest.raises(ValueError, match=r"cutmix_minmax=.* is not allowed; allowed: a pair with 0 < min < max <= 1"):
         MixupCutmix(MixConfig(num_classes=10), cutmix_minmax=minmax)
 
 
@@ -499,8 +500,8 @@ def test_mixer_refuses_logits_narrower_than_the_labels():
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(mask="grid"), ValueError, r"mask='grid' is not allowed; choose one of \['box', 'fmix'\]"),
-        (dict(fmix_decay_power=0), ValueError, r"fmix_decay_power=0 must be a finite number > 0"),
+        (dict(cutmix_mask="grid"), ValueError, r"MixConfig.cutmix_mask='grid' is not allowed; choose one of \['box'"),
+        (dict(fmix_decay_power=0), ValueError, r"MixConfig.fmix_decay_power=0 is not allowed; allowed: a finite"),
         (dict(num_channels=0), ValueError, r"num_channels=0 must be None or an integer >= 1"),
         (dict(mode="row"), ValueError, r"MixConfig.mode='row' is not allowed"),
     ],
@@ -532,6 +533,21 @@ def test_save_mixed_grid_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_reliability_diagram_shows_each_bins_count(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    drawn = []
+    original = matplotlib.axes.Axes.bar
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "bar", lambda ax, x, h, *a, **k: drawn.append((ax, h)) or original(ax, x, h, *a, **k)
+    )
+    probs = np.array([[0.95, 0.05]] * 9 + [[0.55, 0.45]])  # 9 examples in the top bin, 1 in the 0.55 bin
+    path = reliability_diagram({"run": (probs, np.zeros(10, dtype=int))}, tmp_path / "r.png", n_bins=10)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    counts = [h for ax, h in drawn if np.ndim(h) == 1]  # the count histogram: one bar per bin
+    assert len(counts) == 1 and list(counts[0]) == [0, 0, 0, 0, 0, 1, 0, 0, 0, 9]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_plan_and_mix_stay_on_the_batch_device():
     images = torch.rand(B, C, H, W, device="cuda")
@@ -561,9 +577,11 @@ def test_a_disabled_cutmix_config_is_not_refused_where_it_could_not_mix():
     mixer.remove()
 
 
-def test_the_baseline_run_sits_at_the_mixed_runs_site():
-    from hiddenmix.cli import RunArguments, planned_runs
+def test_the_baseline_run_sits_at_the_mixed_runs_site(tmp_path):
+    from common.runs import RunArguments, planned_runs
+    from hiddenmix import MixupTrainingArguments
 
-    runs = planned_runs("input", MixConfig(), RunArguments())
-    assert runs["no-mix"].site == "input" and not runs["no-mix"].enabled
-    assert runs["input-mixup"].site == "input" and runs["input-mixup"].enabled
+    runs = planned_runs(MixupTrainingArguments(str(tmp_path), site="input", clean_loss_weight=1.0), RunArguments())
+    assert runs["no-mix"].site == "input" and not runs["no-mix"].enabled and runs["no-mix"].clean_loss_weight == 0
+    assert runs["input-mix"].site == "input" and runs["input-mix"].enabled and runs["input-mix"].clean_loss_weight == 1
+    assert runs["no-mix"].output_dir == str(tmp_path / "no-mix")
