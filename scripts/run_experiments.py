@@ -1,15 +1,17 @@
 """Train a grid of mixing settings against a no-mix baseline, over seeds and datasets, and report paired results.
 
-    python scripts/run_experiments.py --grid configs/experiments/text_grid.yaml            # runs what is missing
-    python scripts/run_experiments.py --grid configs/experiments/text_grid.yaml --report   # only the report
+    python scripts/run_experiments.py --grid configs/experiments/regimes.yaml             # runs what is missing
+    python scripts/run_experiments.py --grid configs/experiments/regimes.yaml --shard 0/2 # half of it (2 processes)
+    python scripts/run_experiments.py --grid configs/experiments/regimes.yaml --report    # only the report, figures
 
 Every run is the grid's `script` (default `scripts/train_text_classifier.py`; `scripts/train_vit.py` for images) in a
-subprocess with the grid's options and its own output folder;
-a run whose `results.json` exists is skipped, so a grid resumes where it stopped and may span several sittings.
-Every setting and the baseline of a seed share the data subsets, the initial head, the data order and the seeds;
-only the mixing differs. The report (printed and written as `report.md` in the grid's folder) gives, per dataset and
-setting, mean ± std over seeds of accuracy, macro-F1, NLL, ECE and ECE / NLL after temperature scaling (fitted on
-held-out training rows), and the paired differences to the baseline of the same seed, mean ± std.
+subprocess with the grid's options and its own output folder; a run whose `results.json` exists is skipped, so a grid
+resumes where it stopped and may span several sittings, and `--shard K/N` splits it between N processes. Every
+setting and the baseline of a seed share the data subsets, the initial head, the data order and the seeds; only the
+mixing differs. The report (printed and written as `report.md` in the grid's folder) gives, per dataset and setting,
+mean ± std over seeds, and the paired differences to the baseline of the same seed with their 95 % t-interval; a
+grid with `axes:` also gets one figure per axis (`<axis>.png`): the paired differences against the axis, with
+their intervals.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-METRICS = ("accuracy", "macro_f1", "nll", "ece", "nll_ts", "ece_ts")
 BASELINE = "no-mix"
 
 
@@ -44,8 +47,10 @@ def load_grid(path: str) -> dict:
             continue
         unknown = [s for s in subset if s not in grid["settings"]]
         if unknown or BASELINE not in subset:
-            raise ValueError(f"grid {path}: datasets.{name}.settings={subset!r} must list the baseline {BASELINE!r} "
-                             f"and settings of the grid only ({', '.join(grid['settings'])}).")  # fmt: skip
+            raise ValueError(
+                f"grid {path}: datasets.{name}.settings={subset!r} must list the baseline {BASELINE!r} "
+                f"and settings of the grid only ({', '.join(grid['settings'])})."
+            )
     grid.setdefault("script", "scripts/train_text_classifier.py")
     if not (ROOT / grid["script"]).is_file():
         raise ValueError(f"grid {path}: script={grid['script']!r} is not a file under {ROOT}.")
@@ -73,16 +78,30 @@ def select(grid: dict, key: str, names: list[str] | None) -> list[str]:
     return [n for n in grid[key] if n in names]
 
 
-def run_all(grid: dict, *, python: str, datasets: list[str] | None = None, settings: list[str] | None = None) -> None:
+def seeds_of(grid: dict, dataset: str) -> list[int]:
+    """The seeds of a dataset entry: its own `seeds:`, else the grid's."""
+    return list(grid["datasets"][dataset].get("seeds") or grid["seeds"])
+
+
+def run_all(
+    grid: dict,
+    *,
+    python: str,
+    datasets: list[str] | None = None,
+    settings: list[str] | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> None:
     """Run every (dataset, seed, setting) of the grid, or of the named datasets / settings, that has no results yet.
 
-    Each dataset entry may carry its own `settings:` list (a subset of the grid's) to run only those there.
+    Each dataset entry may carry its own `settings:` (a subset of the grid's) and `seeds:`. With `shard=(k, n)` only
+    every n-th run of the grid, from the k-th on, is this process's: n processes with k = 0..n-1 share a grid.
     """
     out = Path(grid["output_dir"])
     runs = []
     for d in select(grid, "datasets", datasets):
         here = grid["datasets"][d].get("settings") or list(grid["settings"])
-        runs += [(d, s, seed) for seed in grid["seeds"] for s in select(grid, "settings", settings) if s in here]
+        runs += [(d, s, seed) for seed in seeds_of(grid, d) for s in select(grid, "settings", settings) if s in here]
+    runs = runs[shard[0] :: shard[1]]
     todo = [r for r in runs if not (out / r[0] / r[1] / f"seed{r[2]}" / "results.json").exists()]
     print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} done, {len(todo)} to run", flush=True)
     for i, (dataset, setting, seed) in enumerate(todo, 1):
@@ -97,9 +116,22 @@ def run_all(grid: dict, *, python: str, datasets: list[str] | None = None, setti
             with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as null_file:
                 yaml.safe_dump(nulls, null_file)
             config = ["--config", null_file.name]
-        argv = [python, str(ROOT / grid["script"]), *config, *as_flags(options), "--baseline", "false",
-                "--seed", str(seed), "--output_dir", str(folder), "--overwrite_output_dir", "true",
-                "--disable_tqdm", "true"]  # fmt: skip
+        argv = [
+            python,
+            str(ROOT / grid["script"]),
+            *config,
+            *as_flags(options),
+            "--baseline",
+            "false",
+            "--seed",
+            str(seed),
+            "--output_dir",
+            str(folder),
+            "--overwrite_output_dir",
+            "true",
+            "--disable_tqdm",
+            "true",
+        ]
         print(f"[{i}/{len(todo)}] {dataset} / {setting} / seed {seed}", flush=True)
         start = time.perf_counter()
         try:
@@ -115,101 +147,240 @@ def run_all(grid: dict, *, python: str, datasets: list[str] | None = None, setti
 
 
 def dataset_options(grid: dict, dataset: str) -> dict:
-    """The script options of a dataset entry (its `settings:` subset is the runner's, not the script's)."""
-    return {k: v for k, v in grid["datasets"][dataset].items() if k != "settings"}
+    """The script options of a dataset entry (its `settings:` and `seeds:` are the runner's, not the script's)."""
+    return {k: v for k, v in grid["datasets"][dataset].items() if k not in ("settings", "seeds")}
 
 
 def collect(grid: dict) -> dict:
+    """`{dataset: {setting: {seed: metrics}}}` of the runs that finished."""
     out = Path(grid["output_dir"])
     table: dict = {}
     for dataset in grid["datasets"]:
         for setting in grid["settings"]:
-            for seed in grid["seeds"]:
+            for seed in seeds_of(grid, dataset):
                 path = out / dataset / setting / f"seed{seed}" / "results.json"
                 if path.exists():
-                    results = json.loads(path.read_text())["results"]
-                    (metrics,) = results.values()
+                    (metrics,) = json.loads(path.read_text())["results"].values()
                     table.setdefault(dataset, {}).setdefault(setting, {})[seed] = metrics
     return table
 
 
-def fmt(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
-    if not values:
+# metric: (name in the tables, scale, digits, higher is better)
+METRICS = {
+    "accuracy": ("acc", 100, 2, True),
+    "nll": ("NLL", 1, 3, False),
+    "ece": ("ECE", 100, 2, False),
+    "nll_ts": ("NLL (TS)", 1, 3, False),
+    "ece_ts": ("ECE (TS)", 100, 2, False),
+}
+
+
+def paired(seeds: dict, base: dict, metric: str) -> np.ndarray:
+    """The paired differences (setting minus the baseline run of the same seed) of `metric`."""
+    return np.array([seeds[s][metric] - base[s][metric] for s in seeds if s in base and metric in seeds[s]])
+
+
+def interval(diffs: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """`(mean, low, high)`: the mean of paired differences and its two-sided t-interval (nan bounds below n = 2)."""
+    from scipy import stats
+
+    mean = float(diffs.mean()) if len(diffs) else float("nan")
+    if len(diffs) < 2:
+        return mean, float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs))
+    return mean, mean - half, mean + half
+
+
+def verdict(seeds: dict, base: dict, metrics: Sequence[str] = ("accuracy", "nll", "ece")) -> str:
+    """Per metric: `+` where the 95 % interval of the paired difference lies wholly on the better side, `-` where
+    wholly on the worse side, `=` where it holds 0; `n < 2` below two paired seeds."""
+    marks = []
+    for metric in metrics:
+        mean, low, high = interval(paired(seeds, base, metric))
+        if np.isnan(low):
+            return "n < 2"
+        better = METRICS.get(metric, ("", 1, 3, False))[3] if not metric.endswith("accuracy") else True
+        gain, loss = (low > 0, high < 0) if better else (high < 0, low > 0)
+        name = METRICS[metric][0] if metric in METRICS else metric.rsplit("/", 1)[-1]
+        marks.append(f"{name} {'+' if gain else '-' if loss else '='}")
+    return ", ".join(marks)
+
+
+def fmt(values: Sequence[float], scale: float = 1.0, digits: int = 3) -> str:
+    if len(values) == 0:
         return "–"
     arr = np.asarray(values) * scale
     return f"{arr.mean():.{digits}f} ± {arr.std(ddof=1) if len(arr) > 1 else 0.0:.{digits}f}"
 
 
-ACCURACY_TOLERANCE = 0.3  # points: the recipe bar's allowance below the no-mix accuracy
+def fmt_interval(diffs: np.ndarray, scale: float, digits: int) -> str:
+    mean, low, high = (v * scale for v in interval(diffs))
+    if np.isnan(mean):
+        return "–"
+    if np.isnan(low):
+        return f"{mean:+.{digits}f}"
+    return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
 
 
-def recipe_bar(seeds: dict, base: dict) -> str:
-    """Whether a setting clears the bar a recommended recipe must clear, over the seeds paired with a baseline.
-
-    The bar: mean accuracy within `ACCURACY_TOLERANCE` points of no mixing (or above), and mean NLL and ECE lowered by
-    more than the seed-to-seed spread, taken as the larger of the paired differences' std and the baseline's std.
-
-    Returns:
-        `"yes"`, `"no: <what falls short>"`, or `"n < 2"` when fewer than 2 seeds are paired.
-    """
-    paired = [s for s in seeds if s in base]
-    if len(paired) < 2:
-        return "n < 2"
-    short = []
-    if 100 * np.mean([seeds[s]["accuracy"] - base[s]["accuracy"] for s in paired]) < -ACCURACY_TOLERANCE:
-        short.append("accuracy")
-    for metric in ("nll", "ece"):
-        diffs = np.array([seeds[s][metric] - base[s][metric] for s in paired])
-        spread = max(diffs.std(ddof=1), np.std([base[s][metric] for s in paired], ddof=1))
-        if not diffs.mean() < -spread:
-            short.append(metric.upper())
-    return "yes" if not short else "no: " + ", ".join(short)
-
-
-def _row(setting: str, seeds: dict, base: dict) -> str:
-    """One table row: means ± std over seeds, and paired differences to the baseline of the same seed."""
-
-    def col(metric: str) -> list[float]:
-        return [r[metric] for r in seeds.values() if metric in r]
-
-    def delta(metric: str, scale: float = 1.0, digits: int = 3) -> str:
-        if setting == BASELINE:
-            return ""
-        return fmt([seeds[s][metric] - base[s][metric] for s in seeds if s in base], scale, digits)
-
-    cells = [
-        setting, str(len(seeds)), fmt(col("accuracy"), 100, 2), fmt(col("macro_f1"), 100, 2), fmt(col("nll")),
-        fmt(col("ece"), 100, 2), fmt(col("nll_ts")), fmt(col("ece_ts"), 100, 2), fmt(col("temperature"), 1, 2),
-        delta("accuracy", 100, 2), delta("nll"), delta("ece", 100, 2), delta("nll_ts"),
-        "" if setting == BASELINE else recipe_bar(seeds, base),
-    ]  # fmt: skip
-    return "| " + " | ".join(cells) + " |"
+def shifts_of(settings: dict) -> list[str]:
+    """The evaluation shifts the runs were scored on (`shift/<spec>/accuracy` keys)."""
+    keys = {k for seeds in settings.values() for m in seeds.values() for k in m}
+    return sorted(k.split("/")[1] for k in keys if k.startswith("shift/") and k.endswith("/accuracy"))
 
 
 def report(grid: dict) -> str:
     table = collect(grid)
     lines = [f"# {grid.get('name', 'grid')}: mixing settings against no mix", ""]
     lines.append(
-        f"Seeds {grid['seeds']}; mean ± std over the seeds that finished (n). Paired Δ: setting minus the no-mix run "
-        "of the same seed, mean ± std. Accuracy and ECE in points (x100). TS: after temperature scaling fitted on "
-        f"held-out training rows (T). Recipe bar: accuracy within {ACCURACY_TOLERANCE} points of no mix or above, and "
-        "NLL and ECE lowered by more than the seed-to-seed spread (the larger of the paired Δ's std and the no-mix "
-        "std); `no:` lists what falls short."
+        "Mean ± std over the seeds that finished (n); accuracy and ECE in points (x100); TS: after temperature "
+        "scaling fitted on held-out labelled rows (T). Paired Δ: setting minus the no-mix run of the same seed (same "
+        "data, initial weights and order), mean [95 % t-interval]. Verdict: per metric, `+` where the interval lies "
+        "wholly on the better side, `-` wholly on the worse side, `=` where it holds 0."
     )
     for dataset, settings in table.items():
+        base = settings.get(BASELINE, {})
         options = {**grid.get("common", {}), **dataset_options(grid, dataset)}
         lines += ["", f"## {dataset}", "", f"Options: `{' '.join(as_flags(options))}`", ""]
-        lines.append(
-            "| setting | n | accuracy | macro-F1 | NLL | ECE | NLL (TS) | ECE (TS) | T | Δacc | ΔNLL | ΔECE "
-            "| ΔNLL (TS) | recipe bar |"
-        )
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        curve = _final_loss(base)
+        if curve:
+            lines += [f"No-mix training loss, mean over seeds: {curve}.", ""]
+        lines += [
+            "| setting | n | accuracy | macro-F1 | NLL | ECE | NLL (TS) | ECE (TS) | T |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for setting, seeds in settings.items():
-            lines.append(_row(setting, seeds, settings.get(BASELINE, {})))
+
+            def col(metric: str, scale: float = 1, digits: int = 3, runs=seeds) -> str:
+                return fmt([r[metric] for r in runs.values() if metric in r], scale, digits)
+
+            lines.append(
+                f"| {setting} | {len(seeds)} | {col('accuracy', 100, 2)} | {col('macro_f1', 100, 2)} | {col('nll')} "
+                f"| {col('ece', 100, 2)} | {col('nll_ts')} | {col('ece_ts', 100, 2)} | {col('temperature', 1, 2)} |"
+            )
+        shifts = shifts_of(settings)
+        head = [
+            "Δacc",
+            "ΔNLL",
+            "ΔECE",
+            "ΔNLL (TS)",
+            "ΔECE (TS)",
+            *[f"Δacc {s}" for s in shifts],
+            *[f"ΔNLL {s}" for s in shifts],
+        ]
+        lines += ["", "| setting | n | " + " | ".join(head) + " | verdict |", "|---" * (len(head) + 3) + "|"]
+        for setting, seeds in settings.items():
+            if setting == BASELINE:
+                continue
+            cells = [fmt_interval(paired(seeds, base, m), METRICS[m][1], METRICS[m][2]) for m in METRICS]
+            cells += [fmt_interval(paired(seeds, base, f"shift/{s}/accuracy"), 100, 2) for s in shifts]
+            cells += [fmt_interval(paired(seeds, base, f"shift/{s}/nll"), 1, 3) for s in shifts]
+            n = len(paired(seeds, base, "accuracy"))
+            lines.append(f"| {setting} | {n} | " + " | ".join(cells) + f" | {verdict(seeds, base)} |")
     lines += ["", "Settings:", ""]
     lines += [f"- `{name}`: `{' '.join(as_flags(opts)) or '(defaults)'}`" for name, opts in grid["settings"].items()]
     lines += ["", f"Command: `python scripts/run_experiments.py --grid {grid.get('_path', '...')}`", ""]
     return "\n".join(lines)
+
+
+def _final_loss(base: dict) -> str:
+    """The no-mix runs' training loss at a few points of training (mean over seeds): does it flatten?"""
+    curves = [r.get("train_loss_curve") for r in base.values() if r.get("train_loss_curve")]
+    if not curves:
+        return ""
+    steps = [e["step"] for e in curves[0]]
+    picks = sorted({steps[int(round(q * (len(steps) - 1)))] for q in (0.25, 0.5, 0.75, 1.0)})
+    means = [np.mean([e["loss"] for c in curves for e in c if e["step"] == p]) for p in picks]
+    return ", ".join(f"{m:.3f} at step {p}" for p, m in zip(picks, means))
+
+
+# ---------------------------------------------------------------------------------------------- figures
+def figures(grid: dict) -> list[Path]:
+    """One PNG per entry of the grid's `axes:`: for each dataset (a row) and metric (a column), the paired Δ of each
+    setting against the axis, with 95 % intervals.
+
+    An axis is `{title, xlabel, lines: {dataset name: [[x, dataset entry], ...]}}`; with `shift: NAME` its x values
+    are the strengths of that evaluation shift (`NAME:x`, x = 0 the clean evaluation) of the one dataset entry
+    each line names.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = collect(grid)
+    written = []
+    metrics = (("accuracy", "Δ accuracy (points)", 100), ("nll", "Δ NLL", 1), ("ece", "Δ ECE (points)", 100))
+    settings = [s for s in grid["settings"] if s != BASELINE]
+    colors = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(settings)}
+    for name, axis in (grid.get("axes") or {}).items():
+        lines = axis["lines"]
+        fig, axes = plt.subplots(len(lines), 3, figsize=(13, 3.3 * len(lines)), squeeze=False)
+        for row, (label, points) in enumerate(lines.items()):
+            for column, (metric, ylabel, scale) in enumerate(metrics):
+                ax = axes[row, column]
+                ax.axhline(0, color="black", linewidth=0.8)
+                for k, setting in enumerate(settings):
+                    xs, means, errs = [], [], []
+                    for x, key in _points(axis, points, metric):
+                        dataset, measured = key
+                        seeds = table.get(dataset, {}).get(setting, {})
+                        base = table.get(dataset, {}).get(BASELINE, {})
+                        diffs = paired(
+                            {s: {metric: r.get(measured)} for s, r in seeds.items() if measured in r},
+                            {s: {metric: r.get(measured)} for s, r in base.items() if measured in r},
+                            metric,
+                        )
+                        if len(diffs) == 0:
+                            continue
+                        mean, low, high = interval(diffs)
+                        xs.append(x)
+                        means.append(mean * scale)
+                        errs.append(0.0 if np.isnan(low) else (high - mean) * scale)
+                    if xs:
+                        jitter = (k - (len(settings) - 1) / 2) * 0.02  # side by side, in axis-fraction units
+                        shown = _jittered(xs, jitter, log=axis.get("log", False))
+                        ax.errorbar(
+                            shown,
+                            means,
+                            yerr=errs,
+                            marker="o",
+                            capsize=3,
+                            color=colors[setting],
+                            label=setting,
+                            linewidth=1.2,
+                            markersize=4,
+                        )
+                if axis.get("log"):
+                    ax.set_xscale("log", base=2)
+                ax.set(xlabel=axis.get("xlabel", name), ylabel=ylabel, title=f"{label}: {ylabel}")
+        handles, names = axes[0, 0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=8)
+        fig.suptitle(f"{axis.get('title', name)}: setting minus no mix, mean and 95 % interval over seeds")
+        fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+        path = Path(grid["output_dir"]) / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def _points(axis: dict, points: Any, metric: str) -> list[tuple[float, tuple[str, str]]]:
+    """`[(x, (dataset entry, metric key))]` of one line of an axis."""
+    if "shift" in axis:
+        dataset = points
+        return [
+            (float(x), (dataset, metric if float(x) == 0 else f"shift/{axis['shift']}:{x}/{metric}"))
+            for x in axis["strengths"]
+        ]
+    return [(float(x), (dataset, metric)) for x, dataset in points]
+
+
+def _jittered(xs: list[float], jitter: float, *, log: bool) -> list[float]:
+    if log:
+        return [x * 2 ** (jitter * 4) for x in xs]
+    span = (max(xs) - min(xs)) or 1.0
+    return [x + jitter * span for x in xs]
 
 
 def main() -> None:
@@ -218,14 +389,22 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="only write the report of the runs that finished")
     parser.add_argument("--datasets", nargs="+", help="run only these dataset entries of the grid")
     parser.add_argument("--settings", nargs="+", help="run only these settings of the grid")
+    parser.add_argument("--shard", default="0/1", help="K/N: run only every N-th run of the grid, from the K-th")
     args = parser.parse_args()
+    try:
+        k, n = (int(v) for v in args.shard.split("/"))
+        assert 0 <= k < n
+    except (ValueError, AssertionError):
+        parser.error(f"--shard {args.shard!r}: allowed: K/N with 0 <= K < N, e.g. 0/2 and 1/2 for two processes")
     grid = load_grid(args.grid)
     grid["_path"] = args.grid
     if not args.report:
-        run_all(grid, python=sys.executable, datasets=args.datasets, settings=args.settings)
+        run_all(grid, python=sys.executable, datasets=args.datasets, settings=args.settings, shard=(k, n))
     text = report(grid)
     Path(grid["output_dir"]).mkdir(parents=True, exist_ok=True)
     (Path(grid["output_dir"]) / "report.md").write_text(text)
+    for path in figures(grid):
+        print(f"wrote {path}")
     print(text)
 
 

@@ -2,11 +2,13 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, BertTokenizerFast
@@ -184,7 +186,8 @@ def test_experiment_runner_reports_paired_results_and_resumes(tiny_model_dir, tm
     out = tmp_path / "grid-out"
     grid.write_text(
         f"name: tiny\noutput_dir: {out}\nseeds: [0, 1]\n"
-        f"common: {{max_steps: 2, max_length: 16, per_device_train_batch_size: 8, calibration_size: 0.25}}\n"
+        f"common: {{max_steps: 2, max_length: 16, per_device_train_batch_size: 8, calibration_size: 0.25, "
+        "eval_shifts: [typos:0.2]}\n"
         f"datasets:\n  tiny: {{dataset: {data}, model_name_or_path: {tiny_model_dir}, text_column: sentence, "
         f"label_column: mood}}\n"
         "settings:\n  no-mix: {enabled: false}\n  hidden: {site: hidden, mixup_alpha: 0.4}\n"
@@ -195,9 +198,12 @@ def test_experiment_runner_reports_paired_results_and_resumes(tiny_model_dir, tm
     assert first.returncode == 0, first.stderr[-3000:]
     assert "4 runs in the grid, 0 done, 4 to run" in first.stdout
     report = (out / "report.md").read_text()
-    hidden_row = next(line for line in report.splitlines() if line.startswith("| hidden |"))
-    cells = [c.strip() for c in hidden_row.strip("|").split("|")]
-    assert cells[1] == "2" and "±" in cells[9] and "±" in cells[10]  # n = 2 seeds, paired Δacc and ΔNLL
+    means, deltas = [line for line in report.splitlines() if line.startswith("| hidden |")]
+    assert [c.strip() for c in means.strip("|").split("|")][1] == "2" and "±" in means  # n = 2 seeds, mean ± std
+    cells = [c.strip() for c in deltas.strip("|").split("|")]
+    # paired Δacc and ΔNLL with their 95 % interval, and the shifted evaluation's
+    assert cells[1] == "2" and re.fullmatch(r"[+-]\d+\.\d+ \[[+-]\d+\.\d+, [+-]\d+\.\d+\]", cells[2])
+    assert "Δacc typos:0.2" in report and cells[-1].startswith("acc ")
     results = json.loads((out / "tiny" / "hidden" / "seed1" / "results.json").read_text())["results"]
     assert {"temperature", "nll_ts", "ece_ts"} <= set(results["hidden-mix"])
     # a finished run is skipped; a missing one is run again
@@ -273,7 +279,7 @@ def test_experiment_runner_runs_the_chosen_datasets_and_settings_and_each_datase
 
     def fake_run(argv, **kwargs):  # stands in for a training run: records its options, writes its results.json
         out = Path(argv[argv.index("--output_dir") + 1])
-        out.mkdir(parents=True)
+        out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_text(json.dumps({"results": {"run": {"accuracy": 1.0}}}))
         calls.append(argv[2:])
         return subprocess.CompletedProcess(argv, 0, "", "")
@@ -294,6 +300,21 @@ def test_experiment_runner_runs_the_chosen_datasets_and_settings_and_each_datase
     runner.run_all(grid, python="python", settings=["s1", "s2"])  # b's s2 is done: only a's runs are left
     assert sorted((c[c.index("--dataset") + 1], c[c.index("--site") + 1]) for c in calls) == [
         ("x", "embeddings"), ("x", "embeddings"), ("x", "hidden"), ("x", "hidden")]  # fmt: skip
+    # two shards split the grid's runs between them, each run exactly once; a dataset may have its own seeds
+    for path in tmp_path.glob("*/*/seed*/results.json"):
+        path.unlink()
+    grid["datasets"]["a"]["seeds"] = [3]
+    shards = []
+    for k in (0, 1):
+        calls.clear()
+        runner.run_all(grid, python="python", shard=(k, 2))
+        shards.append(
+            {(c[c.index("--dataset") + 1], c[c.index("--site") + 1], c[c.index("--seed") + 1]) for c in calls}
+        )
+    assert not shards[0] & shards[1] and len(shards[0]) + len(shards[1]) == 3 + 4
+    assert {run for run in shards[0] | shards[1] if run[0] == "x"} == {
+        ("x", s, "3") for s in ("none", "hidden", "embeddings")
+    }
     with pytest.raises(ValueError, match=r"--settings s9: not in the grid; it has no-mix, s1, s2"):
         runner.run_all(grid, python="python", settings=["s9"])
     with pytest.raises(ValueError, match=r"--datasets c: not in the grid; it has a, b"):
@@ -305,20 +326,19 @@ def test_experiment_runner_runs_the_chosen_datasets_and_settings_and_each_datase
             runner.load_grid(str(tmp_path / "g.yaml"))
 
 
-def test_the_recipe_bar_needs_accuracy_kept_and_nll_and_ece_lowered_beyond_the_seed_spread():
-    bar = _runner().recipe_bar
-    base = {s: {"accuracy": 0.80 + a, "nll": 0.60 + n, "ece": 0.05 + e}
-            for s, (a, n, e) in enumerate([(0.0, 0.00, 0.00), (0.01, 0.02, 0.01), (-0.01, -0.02, -0.01)])}  # fmt: skip
+def test_the_verdict_marks_a_metric_only_where_its_95_percent_interval_excludes_zero():
+    runner = _runner()
+    base = {s: {"accuracy": 0.80, "nll": 0.60, "ece": 0.05} for s in range(5)}
 
-    def shifted(acc, nll, ece, jitter=0.0):
-        return {s: {"accuracy": r["accuracy"] + acc, "nll": r["nll"] + nll + jitter * (s - 1), "ece": r["ece"] + ece}
-                for s, r in base.items()}  # fmt: skip
+    def shifted(acc, nll, ece, spread=(0.0, 0.0, 0.0)):
+        wobble = [-2, -1, 0, 1, 2]
+        return {s: {"accuracy": 0.80 + acc + spread[0] * wobble[s], "nll": 0.60 + nll + spread[1] * wobble[s],
+                    "ece": 0.05 + ece + spread[2] * wobble[s]} for s in range(5)}  # fmt: skip
 
-    assert bar(shifted(-0.002, -0.05, -0.02), base) == "yes"  # -0.2 points, NLL and ECE well below the spread
-    assert bar(shifted(-0.004, -0.05, -0.02), base) == "no: accuracy"  # -0.4 points
-    # the baseline's NLL std over seeds is 0.02: a mean drop of 0.015 is inside it, 0.03 is not
-    assert bar(shifted(0.0, -0.015, -0.02), base) == "no: NLL"
-    assert bar(shifted(0.0, -0.03, -0.005), base) == "no: ECE"
-    # a mean drop of 0.03 beyond the baseline spread, but paired Δs of std 0.04 (-0.07, -0.03, 0.01): not enough
-    assert bar(shifted(0.0, -0.03, -0.02, jitter=0.04), base) == "no: NLL"
-    assert bar({0: base[0]}, base) == "n < 2"
+    assert runner.verdict(shifted(0.02, -0.05, -0.02, (0.001, 0.001, 0.001)), base) == "acc +, NLL +, ECE +"
+    assert runner.verdict(shifted(-0.02, 0.05, 0.02, (0.001, 0.001, 0.001)), base) == "acc -, NLL -, ECE -"
+    # the same mean gain with a spread the 5-seed t-interval cannot separate from 0
+    assert runner.verdict(shifted(0.02, -0.05, -0.02, (0.02, 0.05, 0.02)), base) == "acc =, NLL =, ECE ="
+    assert runner.verdict({0: base[0]}, base) == "n < 2"
+    mean, low, high = runner.interval(np.array([1.0, 2.0, 3.0]))
+    assert mean == 2.0 and high - mean == pytest.approx(4.302653 * 1.0 / np.sqrt(3), rel=1e-6)  # t(0.975, 2) = 4.3027

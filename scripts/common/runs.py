@@ -34,7 +34,11 @@ class RunArguments:
         default=False, metadata={"help": "Allow an output folder that already holds files."}
     )
     split_seed: int = dataclasses.field(
-        default=0, metadata={"help": "Seed of the training subsets, the flipped labels and the held-out splits."}
+        default=0,
+        metadata={
+            "help": "Seed of the training subsets, the flipped labels and the calibration rows (the evaluation rows "
+            "are the same for every seed)."
+        },
     )
     train_samples_per_class: int | None = dataclasses.field(
         default=None, metadata={"help": "Keep this many training rows of each class (seeded); all when unset."}
