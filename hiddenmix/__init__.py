@@ -14,8 +14,9 @@ from .config import MixConfig, MixOptions
 from .images import MixedImages, MixupCutmix, MixupCutmixCollate
 from .mixer import HiddenMixer, unwrap_model
 from .ops import box_area_lam, box_masks, interpolate, mix_pixels, token_share_lam, union_attention_mask
-from .plan import MixPlan, PlanSampler, fmix_masks
+from .plan import MixPlan
 from .recipes import RECIPES, Recipe, get_recipe
+from .sampler import PlanSampler, fmix_masks
 from .sites import LayerStack, SiteNotFoundError, find_layer_stack
 from .targets import (
     SoftTargets,

@@ -225,17 +225,6 @@ class MixConfig(MixOptions):
         """Whether a training forward may mix anything at all."""
         return self.enabled and self.prob > 0 and (self.mixup_on or self.cutmix_on)
 
-    @classmethod
-    def from_recipe(cls, name: str, **overrides: Any) -> MixConfig:
-        """The mixing settings of the named recipe (`hiddenmix.RECIPES`), with `overrides` applied.
-
-        A recipe may also set trainer options (RegMixup's `clean_loss_weight`, mixing off at the end):
-        `MixupTrainingArguments.from_recipe(name, ...)` applies the whole recipe.
-        """
-        from .recipes import get_recipe
-
-        return get_recipe(name).mix_config(**overrides)
-
     def replace(self, **changes: Any) -> MixConfig:
         """A validated copy with `changes` applied (unknown names raise)."""
         names = {f.name for f in dataclasses.fields(self)}

@@ -32,7 +32,8 @@ from torch import Tensor
 from ._compat import check_on_device
 from .config import MixConfig
 from .ops import mix_pixels
-from .plan import MixPlan, PlanSampler
+from .plan import MixPlan
+from .sampler import PlanSampler
 from .targets import SoftTargets, mix_targets
 
 

@@ -25,7 +25,8 @@ from ._compat import check_on_device, in_backward
 from .config import MixConfig
 from .images import check_pixel_values
 from .ops import mix_pixels, mix_sequence, union_attention_mask
-from .plan import MixPlan, PlanSampler
+from .plan import MixPlan
+from .sampler import PlanSampler
 from .sites import LayerStack, check_patch_cutmix, find_layer_stack, is_decoder_only, patch_grid, patch_token_weights
 from .targets import SoftTargets, mix_targets, mixup_loss
 

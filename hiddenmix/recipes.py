@@ -5,10 +5,10 @@ chosen by the recipe grids (`configs/experiments/*.yaml`, every run under `docs/
 with the same data, initial weights, order and seeds. Its `measured` text says what it did, with intervals.
 
 ```python
-from hiddenmix import MixConfig, MixupTrainingArguments
+from hiddenmix import MixupTrainingArguments, get_recipe
 
 args = MixupTrainingArguments.from_recipe("text-classifier", output_dir="out")   # the whole recipe
-config = MixConfig.from_recipe("text-classifier", seed=0)                        # its mixing part only
+config = get_recipe("text-classifier").mix_config(seed=0)                        # its mixing part only
 ```
 
 On the command line: `python scripts/train_text_classifier.py --recipe text-classifier`; options given after it (in a

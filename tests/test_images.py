@@ -3,26 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from conftest import MODELS, swin, vit
 from torch.utils.data import DataLoader
-from transformers import (
-    BeitConfig,
-    BeitForImageClassification,
-    DeiTConfig,
-    DeiTForImageClassificationWithTeacher,
-    SwinConfig,
-    SwinForImageClassification,
-    ViTConfig,
-    ViTForImageClassification,
-)
 
 from hiddenmix import HiddenMixer, MixConfig, MixPlan, MixupCutmix, MixupCutmixCollate, fmix_masks, mix_pixels
 from hiddenmix.plots import reliability_diagram, save_mixed_grid
 
 B, C, H, W = 7, 3, 16, 16  # odd on purpose: timm refuses odd batches
-VIT_KW = dict(
-    image_size=8, patch_size=2, num_channels=1, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-    intermediate_size=128, num_labels=10,
-)  # fmt: skip
 
 
 def tagged_images(batch=B, channels=C, height=H, width=W):
@@ -37,33 +24,6 @@ def partner_share(mixed, images, index):
     from_partner = (mixed == images[index]).all(dim=1)  # (B, H, W)
     alone = index == torch.arange(len(index))  # its own partner (odd batch in pair mode): nothing taken
     return torch.where(alone, 0, from_partner.flatten(1).sum(1))
-
-
-def vit(**overrides):
-    torch.manual_seed(0)
-    return ViTForImageClassification(ViTConfig(**{**VIT_KW, **overrides}))
-
-
-def deit():
-    torch.manual_seed(0)
-    return DeiTForImageClassificationWithTeacher(DeiTConfig(**VIT_KW))
-
-
-def beit():
-    torch.manual_seed(0)
-    return BeitForImageClassification(BeitConfig(**VIT_KW, drop_path_rate=0.0))  # no stochastic depth: comparable
-
-
-def swin():
-    torch.manual_seed(0)
-    cfg = SwinConfig(
-        image_size=8, patch_size=2, num_channels=1, embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=2,
-        num_labels=10, drop_path_rate=0.0,
-    )  # fmt: skip
-    return SwinForImageClassification(cfg)
-
-
-MODELS = {"vit": vit, "deit": deit, "beit": beit, "swin": swin}
 
 
 # ---------------------------------------------------------------------------------------------- pixel transform
@@ -411,6 +371,7 @@ TRAIN_SITES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("knobs", list(TRAIN_SITES.values()), ids=list(TRAIN_SITES))
 def test_a_tiny_vit_learns_digits_with_each_site(knobs):
     images, labels = digits()

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from models import ARCHITECTURES, forward, padded_batch, tiny_model
+from conftest import ARCHITECTURES, forward, padded_batch, tiny_model
 
 from hiddenmix import HiddenMixer, MixConfig, MixPlan
 

@@ -2,7 +2,7 @@ import importlib.util
 
 import pytest
 import torch
-from models import forward, padded_batch, tiny_model
+from conftest import forward, padded_batch, tiny_model
 from transformers import AutoModelForSequenceClassification
 
 from hiddenmix import HiddenMixer, MixConfig, MixPlan, SiteNotFoundError
@@ -180,6 +180,7 @@ def test_bf16_weights_training_forward():
     assert torch.isfinite(loss)
 
 
+@pytest.mark.slow
 def test_torch_compile_runs_and_mixes():
     model = tiny_model("bert", dropout=False).train()
     batch, labels = padded_batch("bert")
@@ -201,7 +202,7 @@ def test_torch_compile_runs_and_mixes():
 _DDP_CHECK = """
 import sys, torch, torch.distributed as dist
 sys.path.insert(0, sys.argv[1])
-from models import forward, padded_batch, tiny_model
+from conftest import forward, padded_batch, tiny_model
 from hiddenmix import HiddenMixer, MixConfig
 
 dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
@@ -219,6 +220,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_ddp_wrapped_model_mixes_through_the_inner_module():
     # In a fresh interpreter: gloo once hung (futex wait) when initialised in the long-lived test process after the
     # torch.compile tests; a separate process keeps that state out and bounds the check with a timeout.

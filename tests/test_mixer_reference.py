@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from models import padded_batch, tiny_model
+from conftest import padded_batch, tiny_model
 
 from hiddenmix import HiddenMixer, MixConfig, MixPlan
 

@@ -42,14 +42,14 @@ def test_each_recipe_is_the_setting_its_grid_measured(name, tmp_path):
             assert f"| {recipe.setting} | 3 |" in section and "| no-mix | 3 |" in section, dataset
 
 
-def test_from_recipe_gives_the_recipes_mix_config_with_overrides():
-    config = MixConfig.from_recipe("text-classifier")
-    assert config == get_recipe("text-classifier").mix_config()
-    assert MixConfig.from_recipe("vit", prob=0.25).prob == 0.25
+def test_a_recipes_mix_config_takes_overrides():
+    recipe = get_recipe("vit")
+    assert recipe.mix_config() == MixConfig(**recipe.arguments)
+    assert recipe.mix_config(prob=0.25).prob == 0.25
     with pytest.raises(ValueError, match=r"MixConfig has no field\(s\) \['alpha'\]"):
-        MixConfig.from_recipe("vit", alpha=1.0)
+        recipe.mix_config(alpha=1.0)
     with pytest.raises(ValueError, match=r"recipe='deit' is not a hiddenmix recipe; choose one of \['text-class"):
-        MixConfig.from_recipe("deit")
+        get_recipe("deit")
 
 
 def test_recipes_cannot_be_changed_in_place():

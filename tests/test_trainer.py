@@ -10,72 +10,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from datasets import Dataset
+from conftest import NUM_LABELS, PROBLEM, make_dataset, training_args
+from conftest import tiny_classifier as tiny_model
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModelForSequenceClassification, Trainer, TrainingArguments
+from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 from transformers.trainer_utils import EvalPrediction
 
-from hiddenmix import HiddenMixer, MixConfig, MixPlan, MixupTrainingArguments
+from hiddenmix import HiddenMixer, MixConfig, MixPlan
 from hiddenmix.metrics import classification_metrics, load_metric
 from hiddenmix.schedule import MixSchedule, MixScheduleCallback
 from hiddenmix.trainer import MIXER_STATE_NAME, MixupTrainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VOCAB, SEQ, NUM_LABELS = 64, 12, 3
-PROBLEM = {"single": None, "multi": "multi_label_classification", "regression": "regression"}
-
-
-def tiny_model(kind: str = "single", *, dropout: float = 0.0, seed: int = 0):
-    torch.manual_seed(seed)
-    config = AutoConfig.for_model(
-        "bert",
-        vocab_size=VOCAB,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=32,
-        num_labels=1 if kind == "regression" else NUM_LABELS,
-        problem_type=PROBLEM[kind],
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-    )
-    return AutoModelForSequenceClassification.from_config(config)
-
-
-def make_dataset(n: int, kind: str = "single", *, seed: int = 1, ignore_rows: tuple[int, ...] = ()) -> Dataset:
-    """`n` rows of real padding (lengths 4..SEQ); class ids, multi-label rows or regression values."""
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(4, SEQ + 1, (n,), generator=g)
-    mask = (torch.arange(SEQ)[None] < lengths[:, None]).long()
-    ids = torch.randint(5, VOCAB, (n, SEQ), generator=g) * mask
-    if kind == "single":
-        labels = torch.randint(0, NUM_LABELS, (n,), generator=g)
-        labels[list(ignore_rows)] = -100
-    elif kind == "multi":
-        labels = (torch.rand(n, NUM_LABELS, generator=g) < 0.5).float()
-    else:
-        labels = torch.randn(n, generator=g)
-    return Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "labels": labels.tolist()})
-
-
-def training_args(output_dir, **overrides) -> MixupTrainingArguments:
-    values = dict(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=8,
-        per_device_eval_batch_size=8,
-        max_steps=2,
-        learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        seed=0,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-    )
-    values.update(overrides)
-    return MixupTrainingArguments(**values)
 
 
 class RecordingTrainer(MixupTrainer):
