@@ -6,15 +6,18 @@ One forward:
       layer pre-hooks   `embeddings` site: mix the hidden states entering the first layer;
                         every layer after the mix: attention mask := mask OR mask[partner]
       layer hook        `hidden` site: mix the output of the drawn layer
+    entry hook        the guard: a mixed plan that was never applied, or a later layer that never got the union of
+                      the masks, is an error, never targets mixed over unmixed states
     logits -> mixer.loss(logits, labels): soft targets from the same plan
 
-Nothing here reads a device value on the host: no `.item()`, no branch on a tensor.
+A model has at most one mixer. Nothing here reads a device value on the host: no `.item()`, no branch on a tensor.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,15 +25,24 @@ import torch
 from torch import Tensor, nn
 
 from ._compat import check_on_device, in_backward
+from .calls import TEXT_INPUTS, ForwardRecord, argument, read_call
 from .config import MixConfig
 from .images import check_pixel_values
-from .ops import mix_pixels, mix_sequence, union_attention_mask
+from .ops import mix_pixels
 from .plan import MixPlan
 from .sampler import PlanSampler
-from .sites import LayerStack, check_patch_cutmix, find_layer_stack, is_decoder_only, patch_grid, patch_token_weights
+from .sites import MASK_ARGUMENTS, LayerStack, check_patch_cutmix, find_layer_stack, is_decoder_only, patch_grid
+from .stack_hooks import StackHooks
 from .targets import SoftTargets, mix_targets, mixup_loss
 
-_TEXT_INPUTS = ("input_ids", "inputs_embeds")
+# every module of an attached mixer's model -> that mixer: a second mixer on the same model, on a part of it, or on a
+# model that contains it would mix the same forward again
+_ATTACHED: weakref.WeakKeyDictionary[nn.Module, HiddenMixer] = weakref.WeakKeyDictionary()
+
+
+class MixingNotAppliedError(RuntimeError):
+    """A training forward drew a mixed plan but did not apply it (or did not carry the union mask past it): the
+    targets would be mixed over states that are not. The message names the model, the site and the layer path."""
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -61,8 +73,10 @@ class HiddenMixer:
     mixer.remove()                          # or use `with HiddenMixer(...) as mixer:`
     ```
 
-    In eval mode (`model.training == False`), with `config.enabled = False`, or inside `mixer.paused()`, a forward
-    is exactly the plain forward.
+    In eval mode (`model.training == False`), without gradients (`torch.no_grad()`, a validation loop that forgot
+    `model.eval()`), with `config.enabled = False`, or inside `mixer.paused()`, a forward is exactly the plain
+    forward. A model has one mixer at a time: attaching a second is an error that names the first
+    (`HiddenMixer.of(model)` returns it).
 
     Args:
         model: a `transformers` model (`...ForSequenceClassification`, a bare encoder/decoder, an image model), or
@@ -86,12 +100,19 @@ class HiddenMixer:
         self._paused = False
         self._active = False  # True from the entry pre-hook to the end of that forward
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._call = 0
-        self._union_cache: tuple[Tensor, Tensor | None] | None = None  # (mask, its union) of this forward
+        self._call_inputs = None  # what the forward that drew the plan was called with
+        self.last_forward = ForwardRecord()
 
         # Every check runs before the model is touched.
-        self._is_text = self._takes_text(entry)
+        self._is_text = any(name in self._entry_params for name in TEXT_INPUTS)
         self.decoder_only = self._is_text and is_decoder_only(base)
+        attn = getattr(getattr(base, "config", None), "_attn_implementation", None)
+        if self._is_text and isinstance(attn, str) and "flash" in attn and config.site != "input":
+            raise ValueError(
+                f"{type(base).__name__} runs attn_implementation={attn!r}, which unpads the batch inside attention "
+                "(and, in some models, between layers), so a per-row mix and the union of the padding masks cannot "
+                "be carried through it. Load the model with attn_implementation='sdpa' or 'eager' to mix it."
+            )
         self.stack: LayerStack | None = None
         self.layers: tuple[int, ...] = ()
         if config.site == "input":
@@ -103,10 +124,16 @@ class HiddenMixer:
         else:
             self.stack = find_layer_stack(base, config.layer_stack)
             self.layers = self.stack.resolve_layers(config.layers)
+            self._stack_hooks = StackHooks(self.stack, self)
         self._check_cutmix_site(config)
         self.attach()
 
     # ------------------------------------------------------------------ public API
+    @classmethod
+    def of(cls, model: nn.Module) -> HiddenMixer | None:
+        """The mixer attached to `model` (under any DDP / `torch.compile` / PEFT wrapper), or None."""
+        return _ATTACHED.get(_base_model(unwrap_model(model)))
+
     @property
     def plan(self) -> MixPlan | None:
         """The plan of the last training forward (None after an eval / paused forward)."""
@@ -115,6 +142,11 @@ class HiddenMixer:
     @property
     def attached(self) -> bool:
         return bool(self._handles)
+
+    @property
+    def active(self) -> bool:
+        """True inside a training forward that drew a mixed plan (from its entry pre-hook to its end)."""
+        return self._active
 
     def set_config(self, config: MixConfig) -> None:
         """Swap the config (e.g. a schedule); the site and layers must stay those the hooks were built for."""
@@ -184,7 +216,8 @@ class HiddenMixer:
             handle.remove()
         self._handles.clear()
         self._plan = None
-        self._union_cache = None
+        for module in [m for m, mixer in _ATTACHED.items() if mixer is self]:
+            del _ATTACHED[module]
 
     def __enter__(self) -> HiddenMixer:
         return self
@@ -206,11 +239,6 @@ class HiddenMixer:
         return f"HiddenMixer({type(self.model).__name__}, {where}, attached={self.attached})"
 
     # ------------------------------------------------------------------ internals
-    @staticmethod
-    def _takes_text(entry: nn.Module) -> bool:
-        params = inspect.signature(entry.forward).parameters
-        return any(name in params for name in _TEXT_INPUTS)
-
     def _target_kwargs(self, logits: Tensor | None) -> dict:
         cfg, model_cfg = self.config, getattr(self.model, "config", None)
         problem_type = cfg.problem_type or getattr(model_cfg, "problem_type", None)
@@ -228,33 +256,33 @@ class HiddenMixer:
         plan = plan if plan is not None else self._plan
         if plan is None:
             return MixPlan.identity(labels.shape[0], labels.device, site=self.config.site)
+        if plan is self._plan and plan.mixed and not self.last_forward.applied:
+            raise MixingNotAppliedError(self._not_applied_message())
         return plan
 
     def attach(self) -> None:
         """Register the hooks (done by the constructor; call again after `remove()` to re-attach)."""
         if self._handles:
             return
+        modules = list(self.entry.modules())
+        other = next((_ATTACHED[m] for m in modules if _ATTACHED.get(m, self) is not self), None)
+        if other is not None:
+            raise ValueError(
+                f"{type(self.model).__name__} already has {other!r} (on it, or on a part of it): a second mixer would "
+                "mix the same forward again with other partners and λ, and each one's targets would miss the other's "
+                "mix. Remove it first (HiddenMixer.of(model).remove()), or change it with set_config()."
+            )
         try:
             self._handles.append(self.entry.register_forward_pre_hook(self._on_forward, with_kwargs=True))
-            self._handles.append(self.entry.register_forward_hook(self._after_forward, always_call=True))
+            self._handles.append(self.entry.register_forward_hook(self._after_forward))
+            self._handles.append(self.entry.register_forward_hook(self._end_forward, always_call=True))
             if self.stack is not None:
-                for i, layer in enumerate(self.stack.modules):
-                    self._handles.append(
-                        layer.register_forward_pre_hook(self._make_layer_pre_hook(i), with_kwargs=True)
-                    )
-                    self._handles.append(layer.register_forward_hook(self._make_layer_hook(i)))
+                self._handles.extend(self._stack_hooks.register())
         except Exception:
             self.remove()
             raise
-
-    def _argument(self, name: str, args: tuple, kwargs: dict) -> Any:
-        if name in kwargs:
-            return kwargs[name]
-        if name in self._entry_params:
-            pos = self._entry_params.index(name)
-            if pos < len(args):
-                return args[pos]
-        return None
+        for module in modules:
+            _ATTACHED[module] = self
 
     # Drawing a plan uses generators torch.compile cannot trace: the entry hook runs eagerly, before the model's
     # forward, and the compiled layers only read the plan's tensors.
@@ -263,72 +291,88 @@ class HiddenMixer:
         """Entry pre-hook: draw this forward's plan (and mix pixels at the `input` site)."""
         self._plan = None
         self._active = False
-        self._call = 0
-        self._union_cache = None
-        if self._paused or not self.config.enabled or not self.model.training:
+        self.last_forward = ForwardRecord()
+        if self.stack is not None:
+            self._stack_hooks.reset()
+        # a train-mode forward without gradients is not training (a validation loop that forgot model.eval())
+        if self._paused or not self.config.enabled or not self.model.training or not torch.is_grad_enabled():
             return None
         cfg = self.config
         if cfg.site == "input":
             return self._mix_pixels(args, kwargs)
-
-        input_ids = self._argument("input_ids", args, kwargs)
-        embeds = self._argument("inputs_embeds", args, kwargs)
-        reference = input_ids if input_ids is not None else embeds
-        if reference is None:
-            reference = self._argument("pixel_values", args, kwargs)
-        if reference is None:
-            raise ValueError(
-                f"{type(module).__name__} was called without input_ids, inputs_embeds or pixel_values; "
-                "hiddenmix needs one of them to size the plan."
-            )
-        if not self._is_text:
-            check_pixel_values(reference, num_channels=getattr(self.model.config, "num_channels", None))
-        batch = reference.shape[0]
-        token_mask = None
-        seq_len = None
-        if self._is_text and reference.dim() >= 2:
-            seq_len = reference.shape[1]
-            mask = self._argument("attention_mask", args, kwargs)
-            if mask is not None:
-                if mask.dim() != 2 or tuple(mask.shape) != (batch, seq_len):
-                    raise ValueError(
-                        f"hiddenmix needs a 2D attention_mask of shape {(batch, seq_len)}; got {tuple(mask.shape)}."
-                    )
-                token_mask = mask.bool()
-                if self.decoder_only:
-                    check_on_device(
-                        token_mask[:, -1],
-                        f"{type(self.model).__name__} pools the last token, which must see both partners' content: "
-                        "pad on the left (tokenizer.padding_side = 'left') so every sequence ends at the last "
-                        "position.",
-                    )
+        name = type(self.model).__name__
+        call = read_call(
+            name, self._entry_params, args, kwargs, is_text=self._is_text, decoder_only=self.decoder_only,
+            num_channels=getattr(self.model.config, "num_channels", None),
+        )  # fmt: skip
         plan = self._forced
         if plan is None:
-            grid = (1, seq_len) if (cfg.cutmix_on and seq_len is not None) else None
+            grid = (1, call.sequence_length) if (cfg.cutmix_on and call.sequence_length is not None) else None
             if cfg.cutmix_on and not self._is_text:  # patch-token CutMix: boxes on the patch grid of this batch
-                grid = patch_grid(self.model.config, tuple(reference.shape[-2:]))
+                grid = patch_grid(self.model.config, call.image_shape)
             plan = self.sampler.sample(
-                batch, reference.device, layers=self.layers, token_mask=token_mask, grid=grid, sequence_length=seq_len
+                call.batch, call.device, layers=self.layers, token_mask=call.token_mask, grid=grid,
+                sequence_length=call.sequence_length,
+            )  # fmt: skip
+        elif plan.batch_size != call.batch:
+            raise ValueError(
+                f"the plan given to use_plan mixes a batch of {plan.batch_size}; this batch has {call.batch}."
             )
-        elif plan.batch_size != batch:
-            raise ValueError(f"the plan given to use_plan mixes a batch of {plan.batch_size}; this batch has {batch}.")
         self._plan = plan
+        self._call_inputs = call
         self._active = True
+        self.last_forward.mixed = plan.mixed
         return None
 
+    # Eager like the pre-hook: it reads the record the compiled layers wrote, and raises.
+    @torch.compiler.disable
     def _after_forward(self, module: nn.Module, args: tuple, output: Any) -> None:
+        """Entry hook, after a forward that returned: the guard. A mixed plan must have been applied at its site,
+        and every later layer that takes an attention mask must have received the union."""
         self._active = False
+        record = self.last_forward
+        if not record.mixed:
+            return
+        if not record.applied:
+            raise MixingNotAppliedError(self._not_applied_message())
+        token_mask = getattr(self._call_inputs, "token_mask", None)
+        if record.calls_without_mask and token_mask is not None:
+            # only a padded batch needs the union: the check is queued on the device, not read back
+            check_on_device(
+                token_mask.all(),
+                f"{type(self.model).__name__}: {record.calls_without_mask} layer call(s) of {self.stack.path} after "
+                "the mix take an attention mask but received none that hiddenmix could unite (it looks for "
+                f"{list(MASK_ARGUMENTS)}), so the padding of mixed rows is not what the union should make it. "
+                "Name the stack with MixConfig(layer_stack=...) if another list is the real one, or pass batches "
+                "without padding.",
+            )
 
-    def _layer_plan(self) -> MixPlan | None:
-        """The plan layer hooks apply: only inside the forward that drew it, or a backward recomputing it (so a
+    def _end_forward(self, module: nn.Module, args: tuple, output: Any) -> None:
+        self._active = False  # also when the forward raised
+
+    def layer_plan(self) -> MixPlan | None:
+        """The plan the layer hooks apply: only inside the forward that drew it, or a backward recomputing it (so a
         direct call of a submodule, e.g. `model.bert(...)`, is never mixed by a stale plan)."""
         plan = self._plan
         if plan is None or not plan.mixed or not (self._active or in_backward()):
             return None
         return plan
 
+    def _not_applied_message(self) -> str:
+        where = {"input": "the pixel values", "embeddings": "the hidden states entering the first layer of"}
+        if self.config.site == "hidden":
+            what = f"the output of layer {self._plan.layer} of '{self.stack.path}'"
+        else:
+            what = where[self.config.site] + (f" '{self.stack.path}'" if self.stack is not None else "")
+        return (
+            f"HiddenMixer drew a mixed plan for a training forward of {type(self.model).__name__} (site="
+            f"{self.config.site!r}) but never mixed {what}: that layer did not run as a module in this forward (its "
+            "forward hooks never fired), so the targets would be mixed while the states are not. Name the layer "
+            "list the model really calls with MixConfig(layer_stack='dotted.path'), or mix at another site."
+        )
+
     def _mix_pixels(self, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        pixels = self._argument("pixel_values", args, kwargs)
+        pixels = argument("pixel_values", self._entry_params, args, kwargs)
         if pixels is None:
             raise ValueError("MixConfig.site='input' needs pixel_values in the forward call.")
         check_pixel_values(pixels, num_channels=getattr(self.model.config, "num_channels", None))
@@ -342,92 +386,8 @@ class HiddenMixer:
             return None
         self._active = True
         mixed = mix_pixels(pixels, plan)
+        self.last_forward = ForwardRecord(mixed=True, applied=True)
         if "pixel_values" in kwargs:
             return args, {**kwargs, "pixel_values": mixed}
         pos = self._entry_params.index("pixel_values")
         return (*args[:pos], mixed, *args[pos + 1 :]), kwargs
-
-    def _call_index(self, module_index: int, advance: bool) -> int:
-        if not self.stack.shared:
-            return module_index
-        call = self._call
-        if advance:
-            self._call += 1
-        return call
-
-    def _union(self, mask: Tensor | None, plan: MixPlan) -> Tensor | None:
-        if not torch.is_tensor(mask):
-            return mask
-        # Layers usually all receive the same mask object: unite it once per forward.
-        cached = self._union_cache
-        if cached is not None and cached[0] is mask:
-            return cached[1]
-        union = union_attention_mask(mask, plan.index, outer=self.stack.outer_mask)
-        self._union_cache = (mask, union)
-        return union
-
-    def _mix_hidden(self, hidden: Tensor, plan: MixPlan) -> Tensor:
-        weights = plan.weights
-        pastes = plan.boxes is not None or plan.masks is not None
-        if weights is None and pastes and plan.grid is not None and plan.grid[0] > 1:
-            weights = patch_token_weights(plan, hidden.shape[1])  # ViT-family: a box / FMix mask on the patch grid
-        if weights is None:  # plan without per-token weights (given by hand): per-sample λ
-            weights = plan.lam[:, None].expand(hidden.shape[0], hidden.shape[1])
-        if hidden.dim() < 3 or tuple(hidden.shape[:2]) != tuple(weights.shape):
-            raise ValueError(
-                f"layer output of shape {tuple(hidden.shape)} does not match the plan's [batch, tokens] = "
-                f"{tuple(weights.shape)}: this layer changes the sequence length or batch layout, so the union "
-                "mask cannot be carried past it. Choose other layers (MixConfig.layers)."
-            )
-        return mix_sequence(hidden, plan.index, weights, plan.token_mask, self.config.pad_policy)
-
-    def _make_layer_pre_hook(self, module_index: int):
-        stack = self.stack
-
-        def pre_hook(module: nn.Module, args: tuple, kwargs: dict):
-            plan = self._layer_plan()
-            if plan is None:
-                if stack.shared:
-                    self._call += 1
-                return None
-            call = self._call_index(module_index, advance=True)
-            embeddings = plan.site == "embeddings"
-            first_mixed = 0 if embeddings else plan.layer + 1
-            if call < first_mixed:
-                return None
-            args, kwargs = list(args), dict(kwargs)
-            if embeddings and call == 0:
-                name = stack.hidden_argument
-                if name in kwargs:
-                    kwargs[name] = self._mix_hidden(kwargs[name], plan)
-                else:
-                    args[0] = self._mix_hidden(args[0], plan)
-            for name, pos in stack.mask_positions.items():
-                if name in kwargs:
-                    kwargs[name] = self._union(kwargs[name], plan)
-                elif 0 <= pos < len(args):
-                    args[pos] = self._union(args[pos], plan)
-            return tuple(args), kwargs
-
-        return pre_hook
-
-    def _make_layer_hook(self, module_index: int):
-        stack = self.stack
-
-        def hook(module: nn.Module, args: tuple, output: Any):
-            plan = self._layer_plan()
-            if plan is None or plan.site != "hidden":
-                return None
-            call = module_index if not stack.shared else self._call - 1
-            if call != plan.layer:
-                return None
-            if torch.is_tensor(output):
-                return self._mix_hidden(output, plan)
-            if isinstance(output, (tuple, list)) and output and torch.is_tensor(output[0]):
-                return type(output)([self._mix_hidden(output[0], plan), *output[1:]])
-            raise TypeError(
-                f"{type(module).__name__} returned {type(output).__name__}; hiddenmix mixes a layer output that is a "
-                "tensor or a tuple starting with the hidden states."
-            )
-
-        return hook
