@@ -11,6 +11,7 @@ mixer = HiddenMixer(model, MixConfig(site="hidden", layers=(1, 3, 5)))   # layer
 """
 
 from .config import MixConfig, MixOptions
+from .dense import DenseTargets, dense_soft_target_loss, mix_dense_targets, soft_map_cross_entropy
 from .images import MixedImages, MixupCutmix, MixupCutmixCollate
 from .mixer import HiddenMixer, unwrap_model
 from .ops import box_area_lam, box_masks, interpolate, mix_pixels, token_share_lam, union_attention_mask
@@ -48,6 +49,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "DenseTargets",
     "HiddenMixer",
     "LayerStack",
     "MixConfig",
@@ -67,13 +69,16 @@ __all__ = [
     "SoftTargets",
     "box_area_lam",
     "box_masks",
+    "dense_soft_target_loss",
     "find_layer_stack",
     "fmix_masks",
     "get_recipe",
     "interpolate",
+    "mix_dense_targets",
     "mix_pixels",
     "mix_targets",
     "mixup_loss",
+    "soft_map_cross_entropy",
     "soft_target_bce",
     "soft_target_cross_entropy",
     "soft_target_loss",

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ._compat import check_on_device
 from .config import MixConfig
+from .dense import DenseTargets
 from .ops import mix_pixels
 from .plan import MixPlan
 from .sampler import PlanSampler
@@ -67,13 +68,14 @@ class MixedImages:
 
     Attributes:
         pixel_values: `[B, C, H, W]` mixed images (the input tensor itself when nothing was mixed).
-        targets: soft targets from the same plan (`targets.target`, `targets.valid`).
+        targets: soft targets from the same plan (`targets.target`, `targets.valid`), or per-pixel `DenseTargets`
+            for label maps (`targets.hard()` is the mixed label map under CutMix / FMix).
         plan: the plan (partners, λ, boxes or FMix masks); `plan.lam_target` is the realised λ and
             `plan.paste_mask()` says, per pixel, where each image took its partner's content.
     """
 
     pixel_values: Tensor
-    targets: SoftTargets
+    targets: SoftTargets | DenseTargets
     plan: MixPlan
 
 
@@ -135,7 +137,9 @@ class MixupCutmix:
 
         Args:
             pixel_values: `[B, C, H, W]`.
-            labels: `[B]` class ids, `[B, C]` rows, or regression values (see `mix_targets`).
+            labels: `[B]` class ids, `[B, C]` rows, regression values (see `mix_targets`), or `[B, H, W]` label
+                maps (semantic segmentation: CutMix / FMix paste the map with the pixels, Mixup gives per-pixel
+                soft targets; `config.num_classes` is needed).
             plan: use this plan instead of drawing one (its boxes / masks must be on the pixel grid).
         """
         if plan is None:
@@ -159,12 +163,16 @@ class MixupCutmix:
         return MixedImages(mixed, targets, plan)
 
     def __call__(self, pixel_values: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """`(mixed pixel_values, soft targets)`; the targets are `[B, C]` rows (regression: mixed values).
+        """`(mixed pixel_values, soft targets)`; the targets are `[B, C]` rows (regression: mixed values), or for
+        `[B, H, W]` label maps `[B, C, H, W]` soft maps (`soft_map_cross_entropy` takes them) in which ignored pixels
+        are all-zero rows.
 
-        Only the targets come back, so labels may not hold `ignore_index` rows here (they have no target to give):
-        use `mix(...)`, whose `targets.valid` says which rows to leave out of the loss.
+        Only the targets come back, so class-id labels may not hold `ignore_index` rows here (they have no target
+        to give): use `mix(...)`, whose `targets.valid` says which rows to leave out of the loss.
         """
         out = self.mix(pixel_values, labels)
+        if isinstance(out.targets, DenseTargets):
+            return out.pixel_values, out.targets.soft(class_dim=1)
         check_on_device(
             out.targets.valid,
             f"labels hold ignore_index={self.config.ignore_index} rows, which have no soft target; call "

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from ._compat import check_on_device, in_backward
 from .calls import TEXT_INPUTS, ForwardRecord, argument, read_call
 from .config import MixConfig
+from .dense import DenseTargets, class_dim_of, is_dense
 from .images import check_pixel_values
 from .ops import mix_pixels
 from .plan import MixPlan
@@ -196,19 +197,21 @@ class HiddenMixer:
         finally:
             self._forced = previous
 
-    def targets(self, labels: Tensor, plan: MixPlan | None = None) -> SoftTargets:
-        """Soft targets for `labels` under `plan` (default: the last training forward's plan)."""
+    def targets(self, labels: Tensor, plan: MixPlan | None = None) -> SoftTargets | DenseTargets:
+        """Soft targets for `labels` under `plan` (default: the last training forward's plan); per-position
+        `DenseTargets` for token tags `[B, T]` and label maps `[B, H, W]`."""
         plan = self._plan_for(labels, plan)
-        return mix_targets(labels, plan, **self._target_kwargs(None))
+        return mix_targets(labels, plan, **self._target_kwargs(None, labels))
 
     def loss(self, logits: Tensor, labels: Tensor, plan: MixPlan | None = None) -> Tensor:
         """The soft-target loss of `logits` against `labels` mixed by `plan` (default: the last forward's).
 
         After an eval or paused forward (no plan) it is the plain loss: cross-entropy with label smoothing, BCE, or
-        MSE, by `problem_type`.
+        MSE, by `problem_type`. Dense labels (`[B, T]` tags with `[B, T, C]` logits, `[B, H, W]` label maps with
+        `[B, C, h, w]` logits) get the per-position loss over the positions that count (`hiddenmix.dense`).
         """
         plan = self._plan_for(labels, plan)
-        return mixup_loss(logits, labels, plan, **self._target_kwargs(logits))
+        return mixup_loss(logits, labels, plan, **self._target_kwargs(logits, labels))
 
     def remove(self) -> None:
         """Remove every hook; the model is exactly as it was before."""
@@ -239,12 +242,15 @@ class HiddenMixer:
         return f"HiddenMixer({type(self.model).__name__}, {where}, attached={self.attached})"
 
     # ------------------------------------------------------------------ internals
-    def _target_kwargs(self, logits: Tensor | None) -> dict:
+    def _target_kwargs(self, logits: Tensor | None, labels: Tensor) -> dict:
         cfg, model_cfg = self.config, getattr(self.model, "config", None)
         problem_type = cfg.problem_type or getattr(model_cfg, "problem_type", None)
         num_classes = cfg.num_classes
         if num_classes is None and problem_type != "regression":
-            num_classes = logits.shape[-1] if logits is not None else getattr(model_cfg, "num_labels", None)
+            if logits is None:
+                num_classes = getattr(model_cfg, "num_labels", None)
+            else:
+                num_classes = logits.shape[class_dim_of(logits, labels) if is_dense(labels) else -1]
         return dict(
             num_classes=num_classes,
             problem_type=problem_type,

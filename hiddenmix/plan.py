@@ -79,6 +79,23 @@ class MixPlan:
             raise ValueError(f"the plan pastes on a {tuple(paste.shape[1:])} grid, not on {tuple(grid)}.")
         return weight_map(self.lam, grid, paste, self.use_cutmix)
 
+    def position_weights(self, shape: tuple[int, ...]) -> Tensor:
+        """`[B, *shape]` float32 weight of each sample's own content at each position of a dense label (a `[T]`
+        token axis, or an `(H, W)` pixel grid), for per-position targets."""
+        shape = tuple(shape)
+        if self.weights is not None and tuple(self.weights.shape[1:]) == shape:
+            return self.weights.to(torch.float32)
+        pastes = self.boxes is not None or self.masks is not None
+        if len(shape) == 2 and self.grid is not None and tuple(self.grid) == shape:
+            return self.own_weight(shape)
+        if self.weights is None and not pastes:  # Mixup (or nothing): λ at every position
+            return self.lam.to(torch.float32).reshape(-1, *([1] * len(shape))).expand(-1, *shape)
+        where = tuple(self.weights.shape[1:]) if self.weights is not None else self.grid
+        raise ValueError(
+            f"dense labels with positions {shape} do not match the positions this plan mixed ({where}): per-position "
+            "targets need labels on the mixed grid (the tokens of a sequence site, the pixels of site='input')."
+        )
+
     @classmethod
     def identity(
         cls,

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ._compat import check_on_device
 from .config import PROBLEM_TYPES
+from .dense import DenseTargets, class_dim_of, dense_soft_target_loss, is_dense, mix_dense_targets
 from .plan import MixPlan
 
 
@@ -67,12 +68,12 @@ def mix_targets(
     problem_type: str | None = None,
     label_smoothing: float = 0.0,
     ignore_index: int = -100,
-) -> SoftTargets:
-    """Soft targets of a batch mixed by `plan`.
+) -> SoftTargets | DenseTargets:
+    """Soft targets of a batch mixed by `plan` (per-position `DenseTargets` for dense labels).
 
     Args:
-        labels: class ids `[B]` (int), one-hot or probability rows `[B, C]`, multi-label 0/1 rows `[B, C]`, or
-            regression values `[B]` / `[B, K]`.
+        labels: class ids `[B]` (int), one-hot or probability rows `[B, C]`, multi-label 0/1 rows `[B, C]`,
+            regression values `[B]` / `[B, K]`, or dense class ids `[B, T]` / `[B, H, W]` (int).
         plan: the plan of the forward the targets are for.
         num_classes: C; required for class ids, checked against rows.
         problem_type: `single_label_classification`, `multi_label_classification` or `regression`;
@@ -87,6 +88,12 @@ def mix_targets(
         raise ValueError(f"labels have shape {tuple(labels.shape)} but the plan mixed a batch of {batch}.")
     if labels.device != plan.device:
         labels = labels.to(plan.device)
+    if is_dense(labels) and problem_type in (None, "single_label_classification"):
+        if num_classes is None:
+            raise ValueError("num_classes is needed to turn dense class ids into targets; pass num_classes=.")
+        return mix_dense_targets(
+            labels, plan, num_classes=num_classes, label_smoothing=label_smoothing, ignore_index=ignore_index
+        )
     if problem_type is None:
         problem_type = infer_problem_type(labels)
     if problem_type not in PROBLEM_TYPES:
@@ -104,8 +111,7 @@ def mix_targets(
     if problem_type == "single_label_classification" and not labels.is_floating_point():
         if labels.dim() != 1:
             raise ValueError(
-                f"class-id labels must have shape [B]; got {tuple(labels.shape)}. Token-level labels "
-                "(e.g. token classification) cannot be mixed by a sequence-level plan."
+                f"class-id labels must have shape [B] (or [B, T] / [B, H, W] dense); got {tuple(labels.shape)}."
             )
         if num_classes is None:
             raise ValueError("num_classes is needed to turn class ids into soft targets; pass num_classes=.")
@@ -195,7 +201,18 @@ def mixup_loss(
     label_smoothing: float = 0.0,
     ignore_index: int = -100,
 ) -> Tensor:
-    """`mix_targets` then `soft_target_loss`; `num_classes` defaults to the logits' last dimension."""
+    """`mix_targets` then `soft_target_loss`; `num_classes` defaults to the logits' class dimension.
+
+    Dense labels (`[B, T]` token tags, `[B, H, W]` label maps; see `hiddenmix.dense`) get per-position targets and the
+    mean of the per-position soft-target cross-entropy over the positions that count.
+    """
+    if is_dense(labels) and problem_type in (None, "single_label_classification"):
+        class_dim = class_dim_of(logits, labels)
+        targets = mix_dense_targets(
+            labels, plan, num_classes=num_classes or logits.shape[class_dim], label_smoothing=label_smoothing,
+            ignore_index=ignore_index,
+        )  # fmt: skip
+        return dense_soft_target_loss(logits, targets, class_dim=class_dim)
     if problem_type != "regression" and torch.is_tensor(labels) and labels.dim() == 2 and labels.is_floating_point():
         if logits.shape[-1] != labels.shape[-1]:
             raise ValueError(

@@ -35,6 +35,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from transformers.utils import logging
 
 from .config import MIX_OPTION_NAMES, MixOptions
+from .dense import DenseTargets, class_dim_of, dense_loss_sum, is_dense
 from .mixer import HiddenMixer, unwrap_model
 from .plan import MixPlan
 from .schedule import MixScheduleCallback
@@ -60,8 +61,10 @@ class MixupTrainer(Trainer):
 
     The loss of a training step is the soft-target loss of the forward's plan: cross-entropy with label smoothing
     applied before mixing (single-label), BCE (`problem_type="multi_label_classification"`), or MSE (regression);
-    rows whose label is `ignore_index` are left out. Everything else (evaluation, prediction, checkpoints, logging,
-    `accelerate launch`) is the parent's.
+    rows whose label is `ignore_index` are left out. Token tags (`[B, T]`, token classification) and label maps
+    (`[B, H, W]`, semantic segmentation) get per-position targets from the same plan (`hiddenmix.dense`), normalised
+    by the labelled positions of the whole accumulated batch. Everything else (evaluation, prediction, checkpoints,
+    logging, `accelerate launch`) is the parent's.
 
     Args:
         model: a `transformers` model (PEFT-wrapped models work too). `model_init` is not supported: the mixer's
@@ -148,7 +151,8 @@ class MixupTrainer(Trainer):
     ) -> tuple[list, Tensor | None]:
         """The next `num_batches` micro-batches and the number of rows that count in them.
 
-        The count is of rows (a label that is not `ignore_index`, or a label row), summed over the accumulated
+        The count is of rows (a label that is not `ignore_index`, or a label row; for dense labels, the labelled
+        positions), summed over the accumulated
         micro-batches and, with `average_tokens_across_devices`, over the processes; `compute_loss` divides the
         summed row losses by it. A step's gradient is then that of the mean over every counted row of the step,
         however it is split into micro-batches and processes. (The parent's count would be of label *elements*,
@@ -169,7 +173,8 @@ class MixupTrainer(Trainer):
         return batch_samples, count
 
     def _counted_rows(self, labels: Tensor) -> Tensor:
-        if labels.dim() == 1 and not labels.is_floating_point():
+        """Rows (class ids not `ignore_index`, or label rows), or for dense labels positions, that count."""
+        if is_dense(labels) or (labels.dim() == 1 and not labels.is_floating_point()):
             return (labels != self.mixer.config.ignore_index).sum()
         # a fill on the device, not a copy from the host (which would wait for the device queue)
         return torch.full((), labels.shape[0], dtype=torch.long, device=labels.device)
@@ -229,8 +234,10 @@ class MixupTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _row_loss_sum(self, logits: Tensor, labels: Tensor, plan: MixPlan) -> Tensor:
-        """Sum over the rows that count of the soft-target loss of each row."""
+        """Sum over the rows (dense labels: positions) that count of the soft-target loss of each."""
         targets = self.mixer.targets(labels, plan)
+        if isinstance(targets, DenseTargets):
+            return dense_loss_sum(logits, targets, class_dim=class_dim_of(logits, labels))
         if targets.problem_type != "regression" and logits.shape[-1] != targets.target.shape[-1]:
             raise ValueError(
                 f"the model produces {logits.shape[-1]} logits per row but the targets have "

@@ -187,7 +187,10 @@ def test_packed_batches_are_refused():
     mixer = HiddenMixer(model, MixConfig(site="hidden", seed=0))
     ids = torch.randint(3, 99, (1, 10))
     lengths = torch.tensor([0, 4, 10], dtype=torch.int32)
-    with pytest.raises(ValueError, match=r"was called with \['cu_seq_lens_q', 'cu_seq_lens_k', 'max_length_q', 'max_length_k'\]: a packed"):
+    with pytest.raises(
+        ValueError,
+        match=r"was called with \['cu_seq_lens_q', 'cu_seq_lens_k', 'max_length_q', 'max_length_k'\]: a packed",
+    ):
         model(input_ids=ids, cu_seq_lens_q=lengths, cu_seq_lens_k=lengths, max_length_q=6, max_length_k=6)
     positions = torch.tensor([[0, 1, 2, 3, 0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]])
     with pytest.raises(ValueError, match="position_ids that restart at 0 inside a row and no attention_mask"):
