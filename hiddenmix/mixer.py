@@ -107,7 +107,15 @@ class HiddenMixer:
         # Every check runs before the model is touched.
         self._is_text = any(name in self._entry_params for name in TEXT_INPUTS)
         self.decoder_only = self._is_text and is_decoder_only(base)
-        attn = getattr(getattr(base, "config", None), "_attn_implementation", None)
+        model_config = getattr(base, "config", None)
+        if getattr(model_config, "is_encoder_decoder", False) and config.site != "input":
+            raise ValueError(
+                f"{type(base).__name__} is an encoder-decoder: its decoder cross-attends to the encoder's states with "
+                "each row's own padding mask, which the mixer does not reach, so mixed rows would hide the longer "
+                "partner's content from the decoder. Mixing encoder-decoder models is not supported; use an "
+                "encoder-only or decoder-only model."
+            )
+        attn = getattr(model_config, "_attn_implementation", None)
         if self._is_text and isinstance(attn, str) and "flash" in attn and config.site != "input":
             raise ValueError(
                 f"{type(base).__name__} runs attn_implementation={attn!r}, which unpads the batch inside attention "
@@ -123,7 +131,7 @@ class HiddenMixer:
                     "Token ids are integers and are never interpolated; use site='embeddings' or site='hidden'."
                 )
         else:
-            self.stack = find_layer_stack(base, config.layer_stack)
+            self.stack = find_layer_stack(base, config.layer_stack, modality="text" if self._is_text else "image")
             self.layers = self.stack.resolve_layers(config.layers)
             self._stack_hooks = StackHooks(self.stack, self)
         self._check_cutmix_site(config)

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 STACK_BY_MODEL_TYPE = {
     "albert": "encoder.albert_layer_groups",  # shared groups, called num_hidden_layers times
 }
+# model types whose layers cannot be mixed by a hook on their input or output, and why (refused at attach)
+UNSUPPORTED_MODEL_TYPES = {
+    "reformer": "its reversible layers carry two hidden streams (the attention output and the hidden states, "
+    "concatenated at the end), so mixing what a layer takes or returns first would mix half of the representation",
+}
 # model types whose layers take a query x key outer-product mask m_q·m_k (see ops.union_attention_mask)
 OUTER_PRODUCT_MASK_MODEL_TYPES = frozenset({"deberta", "deberta-v2", "sew-d"})
 # names under which layers take an attention mask over the (mixed) sequence; cross-attention masks are excluded
@@ -92,19 +97,32 @@ def _signature_info(layer: nn.Module) -> tuple[str, dict[str, int]]:
     return hidden, masks
 
 
-def find_layer_stack(model: nn.Module, path: str | None = None) -> LayerStack:
+# words in the module path of the layers of one modality of a multimodal model
+_MODALITY_WORDS = {"text": ("language_model", "text_model", "text"), "image": ("vision", "visual", "image")}
+
+
+def find_layer_stack(model: nn.Module, path: str | None = None, *, modality: str = "text") -> LayerStack:
     """Find the layer stack of `model` (a `transformers` `PreTrainedModel`).
 
     Args:
         model: the model.
         path: dotted module path of the layer list; overrides discovery.
+        modality: `text` or `image`: what the mixed inputs are. A multimodal model's config keeps its layer counts in
+            `text_config` / `vision_config`, and its towers are told apart by their module paths.
 
     Raises:
         SiteNotFoundError: nothing matched; the message lists what was tried and how to name the stack.
     """
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
+    if model_type in UNSUPPORTED_MODEL_TYPES:
+        raise SiteNotFoundError(
+            f"{type(model).__name__} cannot be mixed at a layer: {UNSUPPORTED_MODEL_TYPES[model_type]}."
+        )
     expected = _num_hidden_layers(config) if config is not None else None
+    if expected is None and config is not None:
+        sub = getattr(config, "text_config" if modality == "text" else "vision_config", None)
+        expected = _num_hidden_layers(sub) if sub is not None else None
     tried = []
     found: tuple[str, nn.Module] | None = None
 
@@ -128,14 +146,20 @@ def find_layer_stack(model: nn.Module, path: str | None = None) -> LayerStack:
                 found = (name, module)
                 break
     if found is None:
-        tried.append(f"an nn.ModuleList of length config.num_hidden_layers={expected}")
+        tried.append(f"an nn.ModuleList of length config.num_hidden_layers={expected} ({modality} layers)")
         candidates = [
             (name, module)
             for name, module in model.named_modules()
             if isinstance(module, nn.ModuleList) and expected is not None and len(module) == expected
         ]
-        # prefer the usual names, then the shallowest (the encoder of an encoder-decoder comes first)
-        candidates.sort(key=lambda nm: (nm[0].rsplit(".", 1)[-1] not in _STACK_NAMES, nm[0].count(".")))
+        other = _MODALITY_WORDS["image" if modality == "text" else "text"]
+
+        def rank(item: tuple[str, nn.Module]) -> tuple:
+            # not another modality's tower; the usual names; the shallowest (an encoder-decoder's encoder first)
+            name = item[0]
+            return (any(w in name for w in other), name.rsplit(".", 1)[-1] not in _STACK_NAMES, name.count("."))
+
+        candidates.sort(key=rank)
         if candidates:
             found = candidates[0]
     if found is None:
@@ -165,16 +189,20 @@ def find_layer_stack(model: nn.Module, path: str | None = None) -> LayerStack:
 
 
 def is_decoder_only(model: nn.Module) -> bool:
-    """True for decoder-only (causal) architectures such as GPT-2, Llama and Qwen2."""
+    """True for decoder-only (causal) architectures such as GPT-2, Llama and Qwen2: their classifiers pool the last
+    token. Encoder-decoders are not, even where their decoder alone has a causal-LM entry (BART, PLBart)."""
+    from transformers.modeling_layers import GenericForSequenceClassification
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_MASKED_LM_MAPPING_NAMES,
     )
 
     config = getattr(model, "config", None)
-    model_type = getattr(config, "model_type", None)
-    if getattr(config, "is_decoder", False):
+    if getattr(config, "is_encoder_decoder", False):
+        return False
+    if getattr(config, "is_decoder", False) or isinstance(model, GenericForSequenceClassification):
         return True
+    model_type = getattr(config, "model_type", None)
     return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 

@@ -141,7 +141,8 @@ class StackHooks:
             if torch.is_tensor(output):
                 return self._mix_hidden(output, plan)
             if isinstance(output, (tuple, list)) and output and torch.is_tensor(output[0]):
-                return type(output)([self._mix_hidden(output[0], plan), *output[1:]])
+                items = [self._mix_hidden(output[0], plan), *output[1:]]
+                return type(output)(*items) if hasattr(output, "_fields") else type(output)(items)  # namedtuples too
             raise TypeError(
                 f"{type(module).__name__} returned {type(output).__name__}; hiddenmix mixes a layer output that is a "
                 "tensor or a tuple starting with the hidden states."

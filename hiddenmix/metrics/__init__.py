@@ -90,6 +90,56 @@ def classification_metrics(*, n_bins: int = 15, ignore_index: int = -100) -> Cal
     return compute_metrics
 
 
+def token_classification_metrics(
+    label_names: list[str], *, n_bins: int = 15, ignore_index: int = -100
+) -> Callable[[Any], dict[str, float]]:
+    """A `compute_metrics` for token classification (NER, POS): entity-level precision, recall and F1 of BIO / IOB2
+    tags (`seqeval`, micro-averaged over entity types, as CoNLL's `conlleval` scores them), token accuracy, and the
+    token-level NLL and ECE, over the positions whose label is not `ignore_index` (sub-word continuations, special
+    tokens and padding are not scored).
+
+    Args:
+        label_names: the tag of each class id (`["O", "B-PER", "I-PER", ...]`).
+        n_bins: confidence bins of the token-level ECE.
+        ignore_index: label of the positions left out.
+
+    Returns:
+        A callable taking an `EvalPrediction` (logits `[N, T, C]`, tags `[N, T]`) and returning `{"f1", "precision",
+        "recall", "accuracy", "nll", "ece"}`.
+    """
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    ece = load_metric("ece")
+
+    def compute_metrics(eval_prediction: Any) -> dict[str, float]:
+        logits, labels = eval_prediction.predictions, eval_prediction.label_ids
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+        if logits.ndim != 3 or labels.shape != logits.shape[:2]:
+            raise ValueError(
+                f"token_classification_metrics expects logits [N, T, C] and tags [N, T]; got {logits.shape} and "
+                f"{labels.shape}."
+            )
+        keep = labels != ignore_index
+        predictions = logits.argmax(-1)
+        truth = [[label_names[t] for t, k in zip(row, kept) if k] for row, kept in zip(labels, keep)]
+        guess = [[label_names[p] for p, k in zip(row, kept) if k] for row, kept in zip(predictions, keep)]
+        flat_logits, flat_labels = logits[keep], labels[keep]
+        probs = _softmax(flat_logits)
+        log_probs = _log_softmax(flat_logits)[np.arange(flat_labels.shape[0]), flat_labels]
+        return {
+            "f1": float(f1_score(truth, guess, zero_division=0)),
+            "precision": float(precision_score(truth, guess, zero_division=0)),
+            "recall": float(recall_score(truth, guess, zero_division=0)),
+            "accuracy": float((probs.argmax(-1) == flat_labels).mean()) if flat_labels.size else 0.0,
+            "nll": float(-log_probs.mean()) if flat_labels.size else 0.0,
+            "ece": ece.compute(predictions=probs, references=flat_labels, n_bins=n_bins)["ece"],
+        }
+
+    return compute_metrics
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, max_iter: int = 200) -> float:
     """The temperature T > 0 that minimises the NLL of `softmax(logits / T)` (Guo et al., 2017).
 
@@ -117,4 +167,11 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, max_iter: int = 2
     return float(log_t.detach().exp())
 
 
-__all__ = ["METRICS", "classification_metrics", "fit_temperature", "load_metric", "metric_path"]
+__all__ = [
+    "METRICS",
+    "classification_metrics",
+    "fit_temperature",
+    "load_metric",
+    "metric_path",
+    "token_classification_metrics",
+]
