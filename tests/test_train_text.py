@@ -30,8 +30,8 @@ def load_text_dataset(dataset, text_column=None, label_column=None):
 def tiny_model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-bert")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    # transformers 5's BertTokenizerFast takes the vocabulary as `vocab=` (a `vocab_file=` keyword is ignored)
+    BertTokenizerFast(vocab={word: i for i, word in enumerate(vocab)}).save_pretrained(folder)
     config = AutoConfig.for_model(
         "bert", vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=37, max_position_embeddings=32, num_labels=3,

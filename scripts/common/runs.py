@@ -5,9 +5,11 @@ written to `results.json` with a reliability diagram."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +122,9 @@ def planned_runs(args: Any, run: RunArguments) -> dict[str, Any]:
     return runs
 
 
-def score_logits(logits: np.ndarray, labels: np.ndarray, n_bins: int, temperature: float | None = None) -> dict:
+def score_logits(
+    logits: np.ndarray, labels: np.ndarray, temperature: float | None = None, *, n_bins: int = 15
+) -> dict:
     """Accuracy, macro-F1, NLL and ECE of single-label logits (divided by `temperature` when given)."""
     from transformers import EvalPrediction
 
@@ -130,32 +134,45 @@ def score_logits(logits: np.ndarray, labels: np.ndarray, n_bins: int, temperatur
     return classification_metrics(n_bins=n_bins)(EvalPrediction(predictions=scaled, label_ids=labels))
 
 
+# the metrics a run's line and table show, where the run has them
+SHOWN = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("f1", "entity F1"), ("nll", "NLL"), ("ece", "ECE"))
+
+
 def train_and_score(
-    name: str, *, model: Any, args: Any, data: dict, run: RunArguments, position: str = "", **trainer_kwargs: Any
-) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    name: str,
+    *,
+    model: Any,
+    args: Any,
+    data: dict,
+    run: RunArguments,
+    position: str = "",
+    score: Callable[..., dict] | None = None,
+    **trainer_kwargs: Any,
+) -> tuple[dict, tuple[np.ndarray, np.ndarray] | None]:
     """Train `model` with `args` and score it on `data["validation"]` (and on each of `data["shifts"]`).
 
     With `data["calibration"]`, a temperature is fitted on those held-out rows and every evaluation is scored again
     with it (`temperature`, `nll_ts`, `ece_ts`). Prints a line when the run starts and its result when it ends.
 
+    Args:
+        score: `score(logits, labels, temperature=None) -> metrics`; default: single-label classification
+            (accuracy, macro-F1, NLL, ECE).
+
     Returns:
-        The metrics (accuracy, macro-F1, NLL, ECE, shifted sets under `shift/<spec>/...`, training seconds, the
-        training loss curve) and `(probabilities, labels)` of the evaluation set.
+        The metrics (shifted sets under `shift/<spec>/...`, training seconds, the training loss curve) and, for
+        single-label classification, `(probabilities, labels)` of the evaluation set (None otherwise).
     """
     import torch
 
     from hiddenmix import MixupTrainer
     from hiddenmix.metrics import classification_metrics, fit_temperature
 
+    score = score or functools.partial(score_logits, n_bins=run.ece_bins)
+    trainer_kwargs.setdefault("compute_metrics", classification_metrics(n_bins=run.ece_bins))
     what = "no mixing" if not args.enabled else f"mixing at site={args.site!r}"
     print(f"[{position}] {name}: training with {what} ...", flush=True)
     trainer = MixupTrainer(
-        model=model,
-        args=args,
-        train_dataset=data["train"],
-        eval_dataset=data["validation"],
-        compute_metrics=classification_metrics(n_bins=run.ece_bins),
-        **trainer_kwargs,
+        model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"], **trainer_kwargs
     )
     start = time.perf_counter()
     trainer.train()
@@ -172,12 +189,12 @@ def train_and_score(
     ]:
         prediction = trainer.predict(part)
         logits, labels = np.asarray(prediction.predictions), np.asarray(prediction.label_ids)
-        scores = score_logits(logits, labels, run.ece_bins)
+        scores = score(logits, labels)
         if temperature is not None:
-            scaled = score_logits(logits, labels, run.ece_bins, temperature)
+            scaled = score(logits, labels, temperature)
             scores.update(nll_ts=scaled["nll"], ece_ts=scaled["ece"])
         metrics.update({f"{split}{k}": v for k, v in scores.items()})
-        if not split:
+        if not split and logits.ndim == 2:
             probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()
             curves = (probs, labels)
     if temperature is not None:
@@ -191,30 +208,26 @@ def train_and_score(
     if run.save_model and trainer.is_world_process_zero():
         trainer.save_model(args.output_dir)
     trainer.mixer.remove()
+    shown = "  ".join(f"{label} {metrics[key]:.4f}" for key, label in SHOWN if key in metrics)
     shifts = "".join(f"  {s}: acc {metrics[f'shift/{s}/accuracy']:.4f}" for s in data.get("shifts") or {})
-    print(
-        f"[{position}] {name}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
-        f"NLL {metrics['nll']:.4f}  ECE {metrics['ece']:.4f}{shifts}  ({seconds:.0f} s)",
-        flush=True,
-    )
+    print(f"[{position}] {name}: {shown}{shifts}  ({seconds:.0f} s)", flush=True)
     return metrics, curves
 
 
 def write_results(out: Path, summary: dict, curves: dict, run: RunArguments, *, title: str) -> None:
-    """Write `results.json` (and `reliability.png`) in `out`, and print the table of the runs."""
+    """Write `results.json` (and, for classification, `reliability.png`) in `out`, and print the table of the runs."""
     from hiddenmix.plots import reliability_diagram
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", summary)
-    if run.plot:
+    plotted = run.plot and all(c is not None for c in curves.values())
+    if plotted:
         reliability_diagram(curves, out / "reliability.png", n_bins=run.ece_bins, title=title)
-    print(f"\n{'run':<18} {'accuracy':>8} {'macro-F1':>8} {'NLL':>7} {'ECE':>7} {'train s':>8}")
+    columns = [(key, label) for key, label in SHOWN if all(key in m for m in summary["results"].values())]
+    print(f"\n{'run':<18} " + " ".join(f"{label:>9}" for _, label in columns) + f" {'train s':>8}")
     for name, m in summary["results"].items():
-        print(
-            f"{name:<18} {m['accuracy']:>8.4f} {m['macro_f1']:>8.4f} {m['nll']:>7.4f} {m['ece']:>7.4f} "
-            f"{m['train_seconds']:>8.1f}"
-        )
-    print(f"\nwrote {out / 'results.json'}" + (f" and {out / 'reliability.png'}" if run.plot else ""))
+        print(f"{name:<18} " + " ".join(f"{m[key]:>9.4f}" for key, _ in columns) + f" {m['train_seconds']:>8.1f}")
+    print(f"\nwrote {out / 'results.json'}" + (f" and {out / 'reliability.png'}" if plotted else ""))
 
 
 def run_summary(
