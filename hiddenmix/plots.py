@@ -54,14 +54,8 @@ def save_mixed_grid(
         mean, std: per-channel normalisation to undo for display.
     """
     plt = _pyplot()
-    images = pixel_values.detach().to("cpu", torch.float32)
-    if mean is not None and std is not None:
-        shape = (1, -1, 1, 1)
-        images = images * torch.tensor(std).reshape(shape) + torch.tensor(mean).reshape(shape)
+    images = _for_display(pixel_values, mean, std)
     batch = images.shape[0]
-    lo = images.flatten(1).amin(1).reshape(-1, 1, 1, 1)
-    hi = images.flatten(1).amax(1).reshape(-1, 1, 1, 1)
-    images = ((images - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)  # each tile to [0, 1] for display
     ids = labels.detach().to("cpu").tolist()  # inspection only: not in any training path
     partner = plan.index.detach().to("cpu").tolist()
     lam = plan.lam_target.detach().to("cpu").tolist()
@@ -77,13 +71,85 @@ def save_mixed_grid(
         ax.axis("off")
         if k >= batch:
             continue
-        tile = images[k].permute(1, 2, 0).numpy()
-        ax.imshow(tile[..., 0] if tile.shape[-1] == 1 else tile, cmap="gray", interpolation="nearest")
+        _show(ax, images[k])
         if lam[k] >= 1.0:
             caption = f"{name(ids[k])} 1.00"
         else:
             caption = f"{name(ids[k])} {lam[k]:.2f}\n{name(ids[partner[k]])} {1 - lam[k]:.2f}"
         ax.set_title(caption, fontsize=8)
+    return _save(fig, path, title)
+
+
+def save_mixed_segmentation(
+    path: str | Path,
+    pixel_values: Tensor,
+    label_maps: Tensor,
+    plan: MixPlan,
+    *,
+    num_classes: int,
+    ignore_index: int = 255,
+    columns: int = 4,
+    title: str | None = None,
+) -> Path:
+    """Save a PNG of mixed images, each beside its mixed label map (one colour per class, ignored pixels white), to
+    see that a pasted box or FMix blob carries its labels with it.
+
+    Args:
+        path: where to write the PNG (parents are created).
+        pixel_values: `[B, C, H, W]` mixed images.
+        label_maps: `[B, H, W]` mixed label maps (`MixedImages.targets.hard()`).
+        plan: the plan that mixed them (its realised λ captions each pair).
+        num_classes: classes of the maps (for the colours).
+        ignore_index: label of ignored pixels.
+        columns: image-and-map pairs per row.
+        title: figure title.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    images = _for_display(pixel_values)
+    maps = label_maps.detach().to("cpu").numpy()
+    lam, partner = plan.lam_target.detach().to("cpu").tolist(), plan.index.detach().to("cpu").tolist()
+    colours = plt.get_cmap("tab20" if num_classes > 10 else "tab10")(np.arange(num_classes))[:, :3]
+    batch = images.shape[0]
+    rows = math.ceil(batch / columns)
+    fig, axes = plt.subplots(
+        rows, 2 * columns, figsize=(1.5 * 2 * columns, 1.75 * rows + 0.5), squeeze=False, layout="constrained"
+    )
+    for k in range(rows * columns):
+        image_ax, map_ax = axes.flat[2 * k], axes.flat[2 * k + 1]
+        image_ax.axis("off")
+        map_ax.axis("off")
+        if k >= batch:
+            continue
+        _show(image_ax, images[k])
+        coloured = np.ones((*maps[k].shape, 3))
+        known = maps[k] != ignore_index
+        coloured[known] = colours[np.clip(maps[k][known], 0, num_classes - 1)]
+        map_ax.imshow(coloured, interpolation="nearest")
+        caption = f"#{k} λ {lam[k]:.2f}" + (f" (from #{partner[k]})" if lam[k] < 1 else "")
+        image_ax.set_title(caption, fontsize=7)
+    return _save(fig, path, title)
+
+
+def _for_display(pixel_values: Tensor, mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
+    """`[B, C, H, W]` on the CPU, normalisation undone, each image scaled to [0, 1]."""
+    images = pixel_values.detach().to("cpu", torch.float32)
+    if mean is not None and std is not None:
+        shape = (1, -1, 1, 1)
+        images = images * torch.tensor(std).reshape(shape) + torch.tensor(mean).reshape(shape)
+    lo = images.flatten(1).amin(1).reshape(-1, 1, 1, 1)
+    hi = images.flatten(1).amax(1).reshape(-1, 1, 1, 1)
+    return ((images - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
+
+
+def _show(ax, image: Tensor) -> None:
+    tile = image.permute(1, 2, 0).numpy()
+    ax.imshow(tile[..., 0] if tile.shape[-1] == 1 else tile, cmap="gray", interpolation="nearest")
+
+
+def _save(fig, path: str | Path, title: str | None) -> Path:
+    plt = _pyplot()
     if title:
         fig.suptitle(title, fontsize=10)
     path = Path(path)
@@ -130,11 +196,21 @@ def reliability_diagram(
         alpha = 0.15 + 0.75 * share / max(share.max(), 1e-12)
         for b in np.flatnonzero(counts):
             top.bar(centers[b], acc[b], width=1 / n_bins, color="tab:blue", edgecolor="black", alpha=alpha[b])
-            top.bar(centers[b], conf[b] - acc[b], bottom=acc[b], width=1 / n_bins, color="tab:red",
-                    alpha=0.3 * alpha[b] / alpha.max())  # fmt: skip
+            top.bar(
+                centers[b],
+                conf[b] - acc[b],
+                bottom=acc[b],
+                width=1 / n_bins,
+                color="tab:red",
+                alpha=0.3 * alpha[b] / alpha.max(),
+            )
         top.plot([0, 1], [0, 1], "k--", linewidth=1)
-        top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy",
-                title=f"{name}\nacc {correct.mean():.3f}  ECE {ece:.3f}  (n = {len(labels)})")  # fmt: skip
+        top.set(
+            xlim=(0, 1),
+            ylim=(0, 1),
+            ylabel="accuracy",
+            title=f"{name}\nacc {correct.mean():.3f}  ECE {ece:.3f}  (n = {len(labels)})",
+        )
         bottom.bar(centers, counts, width=1 / n_bins, color="grey", edgecolor="black")
         bottom.set(xlabel="confidence", ylabel="examples")
     if title:
@@ -147,4 +223,4 @@ def reliability_diagram(
     return path
 
 
-__all__ = ["reliability_diagram", "save_mixed_grid"]
+__all__ = ["reliability_diagram", "save_mixed_grid", "save_mixed_segmentation"]

@@ -2,10 +2,15 @@
 
     python scripts/show_mixed_batch.py                                   # outputs/mixed_batch.png (Mixup / CutMix)
     python scripts/show_mixed_batch.py --cutmix-mask fmix --out outputs/mixed_batch_fmix.png
+    python scripts/show_mixed_batch.py --segmentation --mixup-alpha 0 --out outputs/mixed_segmentation.png
 
 Look at mixed examples before trusting them: the caption's first line is the tile's own class and the share λ of
 the tile that is its own, the second line the partner's class and 1 - λ. For a CutMix or FMix tile, λ is the
 share of pixels actually kept, so a box clipped at the border or an empty box shows up as λ near 1.
+
+With `--segmentation` each digit gets a label map (its class + 1 on its ink, 0 on the background: a real per-pixel
+task derived from the real images) and each mixed image is drawn beside its mixed map: under CutMix / FMix the
+pasted region carries its labels with it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from hiddenmix import MixConfig, MixupCutmix
-from hiddenmix.plots import save_mixed_grid
+from hiddenmix.plots import save_mixed_grid, save_mixed_segmentation
 
 
 def main() -> None:
@@ -31,6 +36,7 @@ def main() -> None:
     parser.add_argument("--mode", default="elem", choices=["batch", "pair", "elem"])
     parser.add_argument("--cutmix-mask", default="box", choices=["box", "fmix"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--segmentation", action="store_true", help="label maps of the digits' ink, beside them")
     args = parser.parse_args()
 
     from sklearn.datasets import load_digits
@@ -41,6 +47,8 @@ def main() -> None:
     images = torch.tensor(digits.images, dtype=torch.float32)[rows, None] / 16.0  # (B, 1, 8, 8) in [0, 1]
     images = F.interpolate(images, size=(args.size, args.size), mode="bilinear", align_corners=False)
     labels = torch.tensor(digits.target)[rows]
+    if args.segmentation:
+        labels = torch.where(images[:, 0] > 0.25, labels[:, None, None] + 1, 0)  # (B, H, W): the ink's class + 1
 
     config = MixConfig(
         mixup_alpha=args.mixup_alpha,
@@ -48,7 +56,7 @@ def main() -> None:
         switch_prob=args.switch_prob,
         mode=args.mode,
         cutmix_mask=args.cutmix_mask,
-        num_classes=10,
+        num_classes=11 if args.segmentation else 10,
         seed=args.seed,
     )
     out = MixupCutmix(config).mix(images, labels)
@@ -56,8 +64,13 @@ def main() -> None:
     what = [f"Mixup (alpha={args.mixup_alpha})"] if config.mixup_on else []
     what += [f"{paste} (alpha={args.cutmix_alpha})"] if config.cutmix_on else []
     switch = f", switch_prob={args.switch_prob}" if len(what) == 2 else ""
-    title = f"{' / '.join(what)}, mode={args.mode}{switch}; caption: own class λ / partner class 1-λ"
-    path = save_mixed_grid(args.out, out.pixel_values, labels, out.plan, columns=8, title=title)
+    if args.segmentation:
+        title = f"{' / '.join(what)}: mixed images beside their mixed label maps (a colour per digit class; blue: background)"
+        maps = out.targets.hard()
+        path = save_mixed_segmentation(args.out, out.pixel_values, maps, out.plan, num_classes=11, title=title)
+    else:
+        title = f"{' / '.join(what)}, mode={args.mode}{switch}; caption: own class λ / partner class 1-λ"
+        path = save_mixed_grid(args.out, out.pixel_values, labels, out.plan, columns=8, title=title)
     print(f"wrote {path}")
     print("command: python " + " ".join(sys.argv))
 
