@@ -65,7 +65,7 @@ def main() -> None:
     what += [f"{paste} (alpha={args.cutmix_alpha})"] if config.cutmix_on else []
     switch = f", switch_prob={args.switch_prob}" if len(what) == 2 else ""
     if args.segmentation:
-        title = f"{' / '.join(what)}: mixed images beside their mixed label maps (a colour per digit class; blue: background)"
+        title = f"{' / '.join(what)}: mixed images beside their mixed label maps (colour: class; blue: background)"
         maps = out.targets.hard()
         path = save_mixed_segmentation(args.out, out.pixel_values, maps, out.plan, num_classes=11, title=title)
     else:
