@@ -79,10 +79,11 @@ def main() -> None:
         "hidden mixup (any layer)": MixConfig(site="hidden", seed=0),
         "hidden, keep + token λ": MixConfig(site="hidden", seed=0, pad_policy="keep", correct_lam_tokens=True),
     }
-    mixers = {name: HiddenMixer(model, cfg) if cfg else None for name, cfg in configs.items()}
-    for mixer in mixers.values():
-        if mixer is not None:
-            mixer.remove()  # attached only while its configuration is timed
+    mixers = {}
+    for name, cfg in configs.items():  # a model takes one mixer at a time: each is attached only while timed
+        mixers[name] = HiddenMixer(model, cfg) if cfg else None
+        if mixers[name] is not None:
+            mixers[name].remove()
 
     def step(name: str) -> float:
         mixer = mixers[name]

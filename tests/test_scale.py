@@ -46,3 +46,23 @@ def test_fsdp2_sharded_layers_mix_exactly_as_the_unsharded_model(tmp_path):
         torch.testing.assert_close(sharded["logits"], plain["logits"], rtol=1e-5, atol=1e-6)
         for name, grad in plain["grads"].items():
             torch.testing.assert_close(sharded["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_the_gpu_check_script_runs_every_step_in_every_precision_here(tmp_path):
+    # On a CPU the sync check is off; the steps, their bf16 variants and the report are the same code the GPU runs.
+    script = TESTS.parent / "benchmarks" / "gpu_check.py"
+    env = {**os.environ, "PYTHONPATH": str(TESTS.parent), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, str(script), "--device", "cpu", "--quick", "--skip-benchmarks", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    import json
+
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert len(report["steps"]) == 9
+    assert all(row[mode] == "ok" for row in report["steps"] for mode in ("fp32", "bf16 autocast", "bf16 weights"))
