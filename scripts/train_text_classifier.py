@@ -30,14 +30,14 @@ import torch  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
-from common.cli import check_output_dir, input_errors, parse_args, run_main  # noqa: E402
+from common.cli import check_output_dir, input_errors, run_main  # noqa: E402
 from common.data import load_labelled_dataset, minilm_path, prepare_splits, shift_text  # noqa: E402
 from common.runs import (  # noqa: E402
     RunArguments,
     check_num_classes,
     finish_distributed,
+    parse_training,
     planned_runs,
-    replace_args,
     run_summary,
     train_and_score,
     write_results,
@@ -64,10 +64,6 @@ class ScriptArguments:
     text_column: str | None = field(default=None, metadata={"help": "Text column; unset: 'text'."})
     text_pair_column: str | None = field(default=None, metadata={"help": "Second text column, for sentence pairs."})
     label_column: str | None = field(default=None, metadata={"help": "Label column; unset: 'label'."})
-    validation_split: str | None = field(
-        default=None, metadata={"help": "Evaluation split; unset: 'validation', else 'test', else held out."}
-    )
-    validation_size: float = field(default=0.2, metadata={"help": "Share held out when there is no evaluation split."})
     max_length: int = field(default=64, metadata={"help": "Tokens per text (pair) after truncation."})
     ignore_mismatched_sizes: bool = field(
         default=False, metadata={"help": "Re-initialise a classifier head whose size differs from the label count."}
@@ -135,16 +131,9 @@ def by_length(part):
 
 def parse(argv: list[str]) -> tuple[ScriptArguments, RunArguments, MixupTrainingArguments]:
     """The script's, the run's and the training arguments of `argv` (`--config FILE.yaml` included)."""
-    script, run, args = parse_args(
-        (ScriptArguments, RunArguments, MixupTrainingArguments),
-        argv,
-        defaults=DEFAULTS,
-        description=__doc__,
-        prog="train_text_classifier.py",
+    return parse_training(
+        ScriptArguments, argv, defaults=DEFAULTS, description=__doc__, prog="train_text_classifier.py"
     )
-    if not torch.cuda.is_available() and not args.use_cpu:
-        args = replace_args(args, use_cpu=True)  # gloo when launched on CPU
-    return script, run, args
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -163,8 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
             script.dataset,
             kind="text",
             columns=columns,
-            validation_split=script.validation_split,
-            validation_size=script.validation_size,
+            validation_split=run.validation_split,
+            validation_size=run.validation_size,
             seed=0,  # the evaluation rows held out of a dataset without a validation split: the same for every seed
         )
         check_num_classes(args, label_names)

@@ -32,14 +32,14 @@ import torch  # noqa: E402
 from transformers import AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
-from common.cli import InputError, check_output_dir, input_errors, parse_args, run_main  # noqa: E402
+from common.cli import InputError, check_output_dir, input_errors, run_main  # noqa: E402
 from common.data import load_labelled_dataset, minilm_path, prepare_splits  # noqa: E402
 from common.runs import (  # noqa: E402
     RunArguments,
     check_num_classes,
     finish_distributed,
+    parse_training,
     planned_runs,
-    replace_args,
     run_summary,
     train_and_score,
     write_results,
@@ -65,10 +65,6 @@ class ScriptArguments:
     )
     tokens_column: str | None = field(default=None, metadata={"help": "Column of word lists; unset: 'tokens'."})
     tags_column: str | None = field(default=None, metadata={"help": "Column of tag lists; unset: 'tags'."})
-    validation_split: str | None = field(
-        default=None, metadata={"help": "Evaluation split; unset: 'validation', else 'test', else held out."}
-    )
-    validation_size: float = field(default=0.2, metadata={"help": "Share held out when there is no evaluation split."})
     max_length: int = field(default=64, metadata={"help": "Sub-word tokens per sentence after truncation."})
     label_all_tokens: bool = field(
         default=False,
@@ -149,16 +145,9 @@ def score_tags(logits: np.ndarray, labels: np.ndarray, temperature: float | None
 
 def parse(argv: list[str]) -> tuple[ScriptArguments, RunArguments, MixupTrainingArguments]:
     """The script's, the run's and the training arguments of `argv` (`--config FILE.yaml` included)."""
-    script, run, args = parse_args(
-        (ScriptArguments, RunArguments, MixupTrainingArguments),
-        argv,
-        defaults=DEFAULTS,
-        description=__doc__,
-        prog="train_token_classifier.py",
+    return parse_training(
+        ScriptArguments, argv, defaults=DEFAULTS, description=__doc__, prog="train_token_classifier.py"
     )
-    if not torch.cuda.is_available() and not args.use_cpu:
-        args = replace_args(args, use_cpu=True)  # gloo when launched on CPU
-    return script, run, args
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -175,8 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
             script.dataset,
             kind="tokens",
             columns={"tokens": script.tokens_column, "label": script.tags_column},
-            validation_split=script.validation_split,
-            validation_size=script.validation_size,
+            validation_split=run.validation_split,
+            validation_size=run.validation_size,
             seed=0,  # the evaluation rows held out of a dataset without a validation split: the same for every seed
         )
         check_num_classes(args, label_names)

@@ -55,12 +55,13 @@ from transformers import (  # noqa: E402
 )
 from transformers.utils import logging as hf_logging  # noqa: E402
 
-from common.cli import check_output_dir, input_errors, parse_args, run_main  # noqa: E402
+from common.cli import check_output_dir, input_errors, run_main  # noqa: E402
 from common.data import load_labelled_dataset, parse_shift, prepare_splits, shift_image  # noqa: E402
 from common.runs import (  # noqa: E402
     RunArguments,
     check_num_classes,
     finish_distributed,
+    parse_training,
     planned_runs,
     replace_args,
     run_summary,
@@ -87,10 +88,6 @@ class ScriptArguments:
     )
     image_column: str | None = field(default=None, metadata={"help": "Image column; unset: 'image'."})
     label_column: str | None = field(default=None, metadata={"help": "Label column; unset: 'label'."})
-    validation_split: str | None = field(
-        default=None, metadata={"help": "Evaluation split; unset: 'validation', else 'test', else held out."}
-    )
-    validation_size: float = field(default=0.2, metadata={"help": "Share held out when there is no evaluation split."})
     image_mean: list[float] | None = field(
         default=None, metadata={"help": "Per-channel mean to subtract (default: the model's preprocessor, else 0.5)."}
     )
@@ -287,16 +284,7 @@ def image_settings(script: ScriptArguments, first_image: Any) -> dict:
 # ---------------------------------------------------------------------------------------------------- training
 def parse(argv: list[str]) -> tuple[ScriptArguments, RunArguments, MixupTrainingArguments]:
     """The script's, the run's and the training arguments of `argv` (`--config FILE.yaml` included)."""
-    script, run, args = parse_args(
-        (ScriptArguments, RunArguments, MixupTrainingArguments),
-        argv,
-        defaults=DEFAULTS,
-        description=__doc__,
-        prog="train_vit.py",
-    )
-    if not torch.cuda.is_available() and not args.use_cpu:
-        args = replace_args(args, use_cpu=True)  # gloo when launched on CPU
-    return script, run, args
+    return parse_training(ScriptArguments, argv, defaults=DEFAULTS, description=__doc__, prog="train_vit.py")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -315,8 +303,8 @@ def main(argv: list[str] | None = None) -> dict:
             script.dataset,
             kind="image",
             columns={"image": script.image_column, "label": script.label_column},
-            validation_split=script.validation_split,
-            validation_size=script.validation_size,
+            validation_split=run.validation_split,
+            validation_size=run.validation_size,
             seed=0,  # the evaluation rows held out of a dataset without a validation split: the same for every seed
         )
         check_num_classes(args, label_names)

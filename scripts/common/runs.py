@@ -35,6 +35,12 @@ class RunArguments:
     overwrite_output_dir: bool = dataclasses.field(
         default=False, metadata={"help": "Allow an output folder that already holds files."}
     )
+    validation_split: str | None = dataclasses.field(
+        default=None, metadata={"help": "Evaluation split; unset: 'validation', else 'test', else held out."}
+    )
+    validation_size: float = dataclasses.field(
+        default=0.2, metadata={"help": "Share held out when there is no evaluation split."}
+    )
     split_seed: int = dataclasses.field(
         default=0,
         metadata={
@@ -94,6 +100,29 @@ class RunArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name}={value!r} is not allowed; allowed: unset or an integer >= 1.")
+
+
+def parse_training(
+    script_type: type, argv: list[str], *, defaults: dict, description: str | None, prog: str
+) -> tuple[Any, RunArguments, Any]:
+    """`(script, run, MixupTrainingArguments)` of a training script's `argv` (see `common.cli.parse_args`), on the
+    CPU where torch sees no GPU (gloo when launched as several processes)."""
+    import torch
+
+    from hiddenmix import MixupTrainingArguments
+
+    from .cli import parse_args
+
+    script, run, args = parse_args(
+        (script_type, RunArguments, MixupTrainingArguments),
+        argv,
+        defaults=defaults,
+        description=description,
+        prog=prog,
+    )
+    if not torch.cuda.is_available() and not args.use_cpu:
+        args = replace_args(args, use_cpu=True)
+    return script, run, args
 
 
 def replace_args(args: Any, **changes: Any) -> Any:
@@ -228,6 +257,12 @@ def write_results(out: Path, summary: dict, curves: dict, run: RunArguments, *, 
     for name, m in summary["results"].items():
         print(f"{name:<18} " + " ".join(f"{m[key]:>9.4f}" for key, _ in columns) + f" {m['train_seconds']:>8.1f}")
     print(f"\nwrote {out / 'results.json'}" + (f" and {out / 'reliability.png'}" if plotted else ""))
+    if run.recipe != "none":
+        from hiddenmix import get_recipe
+
+        recipe = get_recipe(run.recipe)
+        if recipe.measured:  # what this one run cannot say: the effect over seeds, with its interval
+            print(f"\nThe {recipe.name!r} recipe ({recipe.use}), measured: {recipe.measured}")
 
 
 def run_summary(
