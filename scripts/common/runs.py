@@ -317,13 +317,41 @@ def versions() -> dict[str, str]:
     return {"torch": torch.__version__, "transformers": transformers.__version__, "hiddenmix": hiddenmix.__version__}
 
 
-def check_num_classes(args: Any, label_names: list[str]) -> None:
-    """A `num_classes` set on the command line must be the number of training labels."""
-    if args.num_classes is not None and args.num_classes != len(label_names):
+def load_for_run(dataset: str, *, kind: str, columns: dict, run: RunArguments, num_classes: int | None) -> tuple:
+    """`({"train", "validation", "calibration"}, label_names)` of `dataset` for this run: loaded and checked
+    (`common.data.load_labelled_dataset`; the evaluation rows held out of a dataset without a validation split are
+    the same for every seed), then cut, held out and flipped as `run` says (`common.data.prepare_splits`).
+
+    Raises:
+        InputError: `num_classes` given and not the number of training labels, or what the two functions raise.
+    """
+    from .data import load_labelled_dataset, prepare_splits
+
+    data, label_names = load_labelled_dataset(
+        dataset,
+        kind=kind,
+        columns=columns,
+        validation_split=run.validation_split,
+        validation_size=run.validation_size,
+        seed=0,
+    )
+    if num_classes is not None and num_classes != len(label_names):
         raise InputError(
-            f"num_classes={args.num_classes} but the training split has {len(label_names)} labels "
+            f"num_classes={num_classes} but the training split has {len(label_names)} labels "
             f"{label_names}; leave num_classes unset or give that number."
         )
+    splits = prepare_splits(
+        data,
+        seed=run.split_seed,
+        num_labels=len(label_names),
+        calibration_size=run.calibration_size,
+        train_samples_per_class=run.train_samples_per_class,
+        max_train_samples=run.max_train_samples,
+        max_eval_samples=run.max_eval_samples,
+        label_noise=run.label_noise,
+        classes=kind != "tokens",
+    )
+    return splits, label_names
 
 
 def finish_distributed() -> None:
