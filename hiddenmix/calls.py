@@ -104,7 +104,13 @@ def read_call(
             f"{model_name} was called without input_ids, inputs_embeds or pixel_values; hiddenmix needs one of them "
             "to size the plan."
         )
-    if not is_text or reference.dim() < 2:
+    if is_text and reference is not None and (ids is not None or embeds is not None) and reference.dim() < 2:
+        name = "input_ids" if ids is not None else "inputs_embeds"
+        raise ValueError(
+            f"{model_name} was called with {name} of shape {tuple(reference.shape)}; a mix needs a batch: "
+            f"allowed: [B, T]{' (or [B, T, D] embeddings)' if name == 'inputs_embeds' else ''}."
+        )
+    if not is_text:
         check_pixel_values(reference, num_channels=num_channels)
         return CallInputs(reference.shape[0], reference.device, image_shape=tuple(reference.shape[-2:]))
     batch, length = reference.shape[:2]

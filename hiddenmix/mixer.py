@@ -38,7 +38,13 @@ from .targets import SoftTargets, mix_targets, mixup_loss
 
 # every module of an attached mixer's model -> that mixer: a second mixer on the same model, on a part of it, or on a
 # model that contains it would mix the same forward again
-_ATTACHED: weakref.WeakKeyDictionary[nn.Module, HiddenMixer] = weakref.WeakKeyDictionary()
+# (weak both ways: the hooks keep a mixer alive exactly as long as its model)
+_ATTACHED: weakref.WeakKeyDictionary[nn.Module, weakref.ref] = weakref.WeakKeyDictionary()
+
+
+def _attached_to(module: nn.Module) -> HiddenMixer | None:
+    ref = _ATTACHED.get(module)
+    return ref() if ref is not None else None
 
 
 class MixingNotAppliedError(RuntimeError):
@@ -141,7 +147,7 @@ class HiddenMixer:
     @classmethod
     def of(cls, model: nn.Module) -> HiddenMixer | None:
         """The mixer attached to `model` (under any DDP / `torch.compile` / PEFT wrapper), or None."""
-        return _ATTACHED.get(_base_model(unwrap_model(model)))
+        return _attached_to(_base_model(unwrap_model(model)))
 
     @property
     def plan(self) -> MixPlan | None:
@@ -151,6 +157,10 @@ class HiddenMixer:
     @property
     def attached(self) -> bool:
         return bool(self._handles)
+
+    def problem_type(self) -> str | None:
+        """The problem type the targets are built for: the config's, else the model config's, else inferred."""
+        return self.config.problem_type or getattr(getattr(self.model, "config", None), "problem_type", None)
 
     @property
     def active(self) -> bool:
@@ -227,7 +237,7 @@ class HiddenMixer:
             handle.remove()
         self._handles.clear()
         self._plan = None
-        for module in [m for m, mixer in _ATTACHED.items() if mixer is self]:
+        for module in [m for m, ref in _ATTACHED.items() if ref() is self]:
             del _ATTACHED[module]
 
     def __enter__(self) -> HiddenMixer:
@@ -252,7 +262,7 @@ class HiddenMixer:
     # ------------------------------------------------------------------ internals
     def _target_kwargs(self, logits: Tensor | None, labels: Tensor) -> dict:
         cfg, model_cfg = self.config, getattr(self.model, "config", None)
-        problem_type = cfg.problem_type or getattr(model_cfg, "problem_type", None)
+        problem_type = self.problem_type()
         num_classes = cfg.num_classes
         if num_classes is None and problem_type != "regression":
             if logits is None:
@@ -279,7 +289,7 @@ class HiddenMixer:
         if self._handles:
             return
         modules = list(self.entry.modules())
-        other = next((_ATTACHED[m] for m in modules if _ATTACHED.get(m, self) is not self), None)
+        other = next((m for m in map(_attached_to, modules) if m is not None and m is not self), None)
         if other is not None:
             raise ValueError(
                 f"{type(self.model).__name__} already has {other!r} (on it, or on a part of it): a second mixer would "
@@ -295,8 +305,9 @@ class HiddenMixer:
         except Exception:
             self.remove()
             raise
+        me = weakref.ref(self)
         for module in modules:
-            _ATTACHED[module] = self
+            _ATTACHED[module] = me
 
     # Drawing a plan uses generators torch.compile cannot trace: the entry hook runs eagerly, before the model's
     # forward, and the compiled layers only read the plan's tensors.
@@ -363,6 +374,9 @@ class HiddenMixer:
 
     def _end_forward(self, module: nn.Module, args: tuple, output: Any) -> None:
         self._active = False  # also when the forward raised
+        self._call_inputs = None  # the batch's masks are not kept past its forward
+        if self.stack is not None:
+            self._stack_hooks.reset()
 
     def layer_plan(self) -> MixPlan | None:
         """The plan the layer hooks apply: only inside the forward that drew it, or a backward recomputing it (so a

@@ -225,6 +225,8 @@ class PlanSampler:
         arange = torch.arange(batch_size, device=device)
         mixes = takes_some & (index != arange)
         index = torch.where(mixes, index, arange)
+        if weights is not None:
+            weights = torch.where(mixes[:, None], weights, torch.ones_like(weights))
         lam, lam_target = torch.where(mixes, lam, 1.0), torch.where(mixes, lam_target, 1.0)
         if weights is not None and token_mask is not None:
             weights = apply_pad_policy(weights, token_mask, index, cfg.pad_policy)

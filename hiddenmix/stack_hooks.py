@@ -73,7 +73,12 @@ class StackHooks:
     def _mix_hidden(self, hidden: Tensor, plan: MixPlan) -> Tensor:
         weights = plan.weights
         pastes = plan.boxes is not None or plan.masks is not None
-        if weights is None and pastes and plan.grid is not None and plan.grid[0] > 1:
+        if weights is None and pastes:
+            if self.mixer._is_text:
+                raise ValueError(
+                    "the plan pastes token spans but carries no per-token weights; draw it with sequence_length= "
+                    "(as the mixer does), or build it with MixPlan.from_lam for Mixup."
+                )
             weights = patch_token_weights(plan, hidden.shape[1])  # ViT-family: a box / FMix mask on the patch grid
         if weights is None:  # plan without per-token weights (given by hand): per-sample λ
             weights = plan.lam[:, None].expand(hidden.shape[0], hidden.shape[1])

@@ -110,11 +110,20 @@ class MixupTrainer(Trainer):
         if args is not None and not isinstance(args, TrainingArguments):
             raise TypeError(f"args must be MixupTrainingArguments (or TrainingArguments); got {type(args).__name__}.")
         if not isinstance(args, MixupTrainingArguments):
-            recipe = default_recipe(model)
             given = {} if args is None else {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init}
+            known = {f.name for f in dataclasses.fields(MixupTrainingArguments)}
+            if set(given) - known:
+                raise ValueError(
+                    f"MixupTrainer takes MixupTrainingArguments or plain TrainingArguments; {type(args).__name__} "
+                    f"adds fields it does not know: {sorted(set(given) - known)}."
+                )
             given.setdefault("output_dir", "tmp_trainer")
-            args = MixupTrainingArguments.from_recipe(recipe, **given)
-            logger.info(f"MixupTrainer: args are plain TrainingArguments; mixing with the {recipe!r} recipe.")
+            if mixer is not None:  # the mixer's own config is the mixing: the arguments keep their defaults
+                args = MixupTrainingArguments(**given)
+            else:
+                recipe = default_recipe(model)
+                args = MixupTrainingArguments.from_recipe(recipe, **given)
+                logger.info(f"MixupTrainer: args are plain TrainingArguments; mixing with the {recipe!r} recipe.")
         config = args.mix_config()
         if mixer is not None:
             if not isinstance(mixer, HiddenMixer):
@@ -155,8 +164,9 @@ class MixupTrainer(Trainer):
         positions), summed over the accumulated
         micro-batches and, with `average_tokens_across_devices`, over the processes; `compute_loss` divides the
         summed row losses by it. A step's gradient is then that of the mean over every counted row of the step,
-        however it is split into micro-batches and processes. (The parent's count would be of label *elements*,
-        which for multi-label rows is rows x classes.) The count is copied to the device without blocking.
+        however it is split into micro-batches and processes, when the mix leaves every counted row a target (see
+        `_row_loss_sum` for the rows that lose theirs). (The parent's count would be of label *elements*, which for
+        multi-label rows is rows x classes.) The count is copied to the device without blocking.
         """
         batch_samples = []
         for _ in range(num_batches):
@@ -174,7 +184,8 @@ class MixupTrainer(Trainer):
 
     def _counted_rows(self, labels: Tensor) -> Tensor:
         """Rows (class ids not `ignore_index`, or label rows), or for dense labels positions, that count."""
-        if is_dense(labels) or (labels.dim() == 1 and not labels.is_floating_point()):
+        dense = is_dense(labels) and self.mixer.problem_type() in (None, "single_label_classification")
+        if dense or (labels.dim() == 1 and not labels.is_floating_point()):
             return (labels != self.mixer.config.ignore_index).sum()
         # a fill on the device, not a copy from the host (which would wait for the device queue)
         return torch.full((), labels.shape[0], dtype=torch.long, device=labels.device)
@@ -234,17 +245,22 @@ class MixupTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _row_loss_sum(self, logits: Tensor, labels: Tensor, plan: MixPlan) -> Tensor:
-        """Sum over the rows (dense labels: positions) that count of the soft-target loss of each."""
+        """This micro-batch's share of the step's loss, before the division by the step's count: the mean of the
+        soft-target loss over the rows (dense labels: positions) that have a target after the mix, times the rows
+        (positions) this micro-batch counts. A row or position whose partner's label is missing has no target; it is
+        left out of the mean rather than counted as a zero, so the mixed loss keeps its scale. Alone, the loss is
+        `mixer.loss`'s mean; over micro-batches and processes, their means are weighted by what each counts."""
         targets = self.mixer.targets(labels, plan)
+        counted = self._counted_rows(labels)
         if isinstance(targets, DenseTargets):
-            return dense_loss_sum(logits, targets, class_dim=class_dim_of(logits, labels))
+            loss_sum = dense_loss_sum(logits, targets, class_dim=class_dim_of(logits, labels))
+            return loss_sum / targets.valid.sum().clamp_min(1) * counted
         if targets.problem_type != "regression" and logits.shape[-1] != targets.target.shape[-1]:
             raise ValueError(
                 f"the model produces {logits.shape[-1]} logits per row but the targets have "
                 f"{targets.target.shape[-1]} classes; check num_labels / MixConfig.num_classes."
             )
-        # The library's losses are means over the valid rows; times their number this is the sum, without a sync.
-        return soft_target_loss(logits, targets) * targets.valid.sum()
+        return soft_target_loss(logits, targets) * counted  # a mean over the valid rows; no sync to count them
 
     # ------------------------------------------------------------------ logging
     def _reset_mix_stats(self) -> None:

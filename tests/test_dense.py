@@ -165,25 +165,39 @@ def test_a_token_classifier_mixes_in_training_and_is_bit_identical_in_eval():
     mixer.remove()
 
 
-def token_dataset(n: int = 8) -> Dataset:
+def token_dataset() -> Dataset:
+    """8 sentences: 4 of length 6 then 4 of length 4 (padded to 6), partners (0, 1), (2, 3), ... alike in length and in
+    where their tags are missing, so the mix leaves every tagged position a target; the halves count 12 and 4."""
     rows = []
-    for k in range(n // 4):
-        batch, tags = tagged_batch(seed=10 * k)
-        tags[2, 1:4] = IGNORE if k else tags[2, 1:4]  # the second micro-batch counts 3 tokens fewer
-        for i in range(4):
-            rows.append(
-                {
-                    "input_ids": batch["input_ids"][i].tolist(),
-                    "attention_mask": batch["attention_mask"][i].tolist(),
-                    "labels": tags[i].tolist(),
-                }
-            )
+    g = torch.Generator().manual_seed(3)
+    for length in (6, 6, 6, 6, 4, 4, 4, 4):
+        mask = [1] * length + [0] * (6 - length)
+        ids = (torch.randint(5, 64, (6,), generator=g) * torch.tensor(mask)).tolist()
+        tags = torch.randint(0, NUM_TAGS, (6,), generator=g).tolist()
+        tags = [IGNORE if (t == 0 or t >= length - 1) else tag for t, tag in enumerate(tags)]  # [CLS], [SEP], pads
+        rows.append({"input_ids": ids, "attention_mask": mask, "labels": tags})
     return Dataset.from_list(rows)
 
 
+def test_a_tagged_position_the_mix_leaves_without_a_target_is_out_of_the_trainers_mean_as_in_mixer_loss(tmp_path):
+    model = tagger()
+    batch, tags = tagged_batch()
+    args = training_args(tmp_path, layers=[1], mixup_alpha=0.4)
+    trainer = MixupTrainer(model=model, args=args, train_dataset=token_dataset())
+    plan = MixPlan.from_lam(torch.tensor([1, 0, 3, 2]), 0.6, layer=1, token_mask=batch["attention_mask"].bool())
+    model.train()
+    with trainer.mixer.use_plan(plan):
+        loss = trainer.compute_loss(model, {**batch, "labels": tags})
+        logits = model(**batch).logits
+    targets = trainer.mixer.targets(tags, plan)
+    assert int(targets.valid.sum()) < int((tags != IGNORE).sum())  # the mix leaves some tagged positions no target
+    torch.testing.assert_close(loss, trainer.mixer.loss(logits, tags, plan))
+
+
 def test_token_classification_gradient_accumulation_2x4_equals_one_batch_of_8(tmp_path):
-    # Micro-batches of different counted-token totals: a per-micro-batch mean would weight them differently;
-    # the count of the whole accumulated batch does not. Partners pair within each half, as two micro-batches would.
+    # Micro-batches of different counted-token totals (12 and 4): a plain mean per micro-batch would weight their
+    # tokens differently; weighting each by the tokens it counts does not. Partners pair within each half, as two
+    # micro-batches would.
     pairs = torch.tensor([1, 0, 3, 2])
     mask = torch.tensor(token_dataset()["attention_mask"]).bool()
     runs = {}

@@ -225,3 +225,25 @@ def test_use_plan_mixes_are_checked_the_same_way():
     ):
         model(**batch)
     mixer.remove()
+
+
+def test_a_model_with_a_mixer_attached_is_freed_when_nothing_else_holds_it():
+    import gc
+    import weakref
+
+    model = tiny_model("bert")
+    HiddenMixer(model, MixConfig())  # attached, never removed, not kept
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None
+
+
+def test_a_one_dimensional_input_ids_is_refused_by_its_name():
+    model = tiny_model("bert").train()
+    mixer = HiddenMixer(model, MixConfig(seed=0))
+    with pytest.raises(
+        ValueError, match=r"called with input_ids of shape \(9,\); a mix needs a batch: allowed: \[B, T\]"
+    ):
+        model(input_ids=torch.randint(3, 99, (9,)))
+    mixer.remove()

@@ -118,7 +118,8 @@ def test_labels_the_plan_cannot_mix_are_refused():
     batch, _ = padded_batch("bert")
     with HiddenMixer(model, MixConfig(seed=0)) as mixer:
         logits = model(**batch).logits
-        with pytest.raises(ValueError, match="Token-level labels"):
+        # per-token labels for a sequence classifier's [B, C] logits: said so, not mixed as rows
+        with pytest.raises(ValueError, match=r"logits of shape \(4, 3\) do not fit dense labels of shape \(4, 9\)"):
             mixer.loss(logits, torch.zeros(4, 9, dtype=torch.long))
         with pytest.raises(ValueError, match=r"labels have shape \(3,\) but the plan mixed a batch of 4"):
             mixer.loss(logits, torch.tensor([0, 1, 2]))

@@ -193,3 +193,16 @@ def test_box_masks_match_a_loop():
         for y in range(4):
             for x in range(4):
                 assert bool(masks[b, y, x]) == (t <= y < bo and le <= x < r)
+
+
+def test_a_row_left_without_a_partner_keeps_weight_one_everywhere():
+    # similar_length pairs neighbours; an odd batch leaves one row alone, which must look exactly unmixed
+    mask = torch.arange(6)[None] < torch.tensor([6, 2, 5, 3, 4])[:, None]
+    for mode in ("elem", "batch"):
+        sampler = PlanSampler(MixConfig(partner="similar_length", mode=mode, correct_lam_tokens=True, seed=1))
+        for _ in range(10):
+            plan = sampler.sample(5, "cpu", layers=(0,), token_mask=mask, sequence_length=6)
+            alone = plan.index == torch.arange(5)
+            assert alone.any()
+            assert torch.equal(plan.weights[alone], torch.ones_like(plan.weights[alone]))
+            assert torch.equal(plan.lam_target[alone], torch.ones_like(plan.lam_target[alone]))

@@ -98,7 +98,12 @@ def test_unmixed_soft_ce_equals_torch_cross_entropy_with_smoothing():
             r"labels have shape \(2,\) but the plan mixed a batch of 4",
         ),
         (torch.zeros(4, 5), dict(num_classes=3), ValueError, "labels have 5 classes per row but num_classes=3"),
-        (torch.zeros(4, 7, dtype=torch.long), dict(num_classes=3), ValueError, "Token-level labels"),
+        (
+            torch.zeros(4, 7, dtype=torch.long),
+            dict(num_classes=3, plan="5 tokens"),
+            ValueError,
+            r"dense labels with positions \(7,\) do not match the positions this plan mixed \(\(5,\)\)",
+        ),
         (torch.tensor([0, 1, 2, 0]), dict(), ValueError, "num_classes is needed"),
         (
             torch.tensor([0, 1, 2, 0]),
@@ -113,7 +118,7 @@ def test_unmixed_soft_ce_equals_torch_cross_entropy_with_smoothing():
         "id-too-large",
         "batch-mismatch",
         "rows-vs-num-classes",
-        "token-level",
+        "dense-positions",
         "no-num-classes",
         "int-regression",
         "bad-problem-type",
@@ -121,8 +126,12 @@ def test_unmixed_soft_ce_equals_torch_cross_entropy_with_smoothing():
     ],
 )
 def test_bad_labels_raise_clear_errors(labels, kwargs, error, match):
+    kwargs = dict(kwargs)
+    mixed = plan()
+    if kwargs.pop("plan", None) == "5 tokens":  # a sequence plan with per-token weights over 5 positions
+        mixed = MixPlan.from_lam(mixed.index, 0.5, token_mask=torch.ones(4, 5, dtype=torch.bool))
     with pytest.raises(error, match=match):
-        mix_targets(labels, plan(), **kwargs)
+        mix_targets(labels, mixed, **kwargs)
 
 
 def test_logits_width_mismatch_is_named():

@@ -55,7 +55,7 @@ def by_hand_loss(kind: str, logits, labels, plan: MixPlan, smoothing: float = 0.
         target = lam[:, None] * smooth + (1 - lam[:, None]) * smooth[index]
         per_row = -(target * F.log_softmax(logits, -1)).sum(-1)
         valid = ~ignored & ~(ignored[index] & (lam < 1))
-        return (per_row * valid).sum() / (~ignored).sum()
+        return (per_row * valid).sum() / valid.sum()  # the mean over the rows that have a target
     if kind == "multi":
         target = lam[:, None] * labels + (1 - lam[:, None]) * labels[index]
         p = torch.sigmoid(logits)
@@ -137,10 +137,10 @@ def test_regmixup_adds_the_weighted_clean_loss(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ accumulation
 def test_gradient_accumulation_matches_one_large_batch(tmp_path):
-    # Sample 1 (in the first micro-batch only) is ignored: a per-micro-batch mean would weight the two halves'
-    # rows differently (1/3 vs 1/4) and miss the one-batch gradient; normalizing by the count of the whole
-    # accumulated batch does not.
-    data = make_dataset(8, ignore_rows=(1,))
+    # Samples 0 and 1 (partners, in the first micro-batch only) are ignored: the halves count 2 and 4 rows. A plain
+    # mean per micro-batch would weight their rows 1/2 and 1/4 and miss the one-batch gradient; weighting each
+    # micro-batch by the rows it counts, over the count of the whole accumulated batch, does not.
+    data = make_dataset(8, ignore_rows=(0, 1))
     pairs = torch.tensor([1, 0, 3, 2])
     runs = {}
     for name, batch, accumulation, plan in [
@@ -177,6 +177,33 @@ def test_gradient_accumulation_matches_one_large_batch(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
+def test_a_row_whose_partner_has_no_label_is_left_out_of_the_mean_as_in_mixer_loss(tmp_path):
+    model = tiny_model()
+    trainer = MixupTrainer(model=model, args=training_args(tmp_path), train_dataset=make_dataset(8))
+    batch = trainer.data_collator([make_dataset(4, ignore_rows=(1,))[i] for i in range(4)])
+    plan = MixPlan.from_lam(torch.tensor([1, 0, 3, 2]), 0.6, layer=0)  # row 0's partner is the ignored row 1
+    model.train()
+    with trainer.mixer.use_plan(plan):
+        loss = trainer.compute_loss(model, dict(batch))
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    expected = trainer.mixer.loss(logits, batch["labels"], plan)  # rows 2 and 3 only: the ones with a target
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(loss, by_hand_loss("single", logits, batch["labels"], plan))
+
+
+def test_whole_number_multi_hot_labels_count_rows_not_label_elements(tmp_path):
+    losses = []
+    for dtype in (torch.float32, torch.long):
+        model = tiny_model("multi")
+        trainer = MixupTrainer(model=model, args=training_args(tmp_path / str(dtype)), train_dataset=make_dataset(8))
+        batch = trainer.data_collator([make_dataset(4, "multi")[i] for i in range(4)])
+        batch["labels"] = batch["labels"].to(dtype)
+        model.train()
+        with trainer.mixer.use_plan(MixPlan.from_lam(torch.tensor([1, 0, 3, 2]), 0.6, layer=0)):
+            losses.append(trainer.compute_loss(model, dict(batch)))
+    torch.testing.assert_close(losses[0], losses[1])
+
+
 def test_evaluation_equals_a_plain_trainer_on_the_same_weights(tmp_path):
     model = tiny_model()
     trainer = MixupTrainer(
@@ -287,6 +314,23 @@ def test_bad_trainer_arguments_are_refused(tmp_path):
     assert trainer.mixer.config.label_smoothing == 0.1 and trainer.mixer.config.seed == 0
 
 
+def test_a_mixer_with_plain_training_arguments_mixes_as_the_mixer_says_not_as_a_recipe(tmp_path):
+    model = tiny_model()
+    mixer = HiddenMixer(model, MixConfig(mixup_alpha=0.2, layers=[1], seed=5))
+    plain = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    trainer = MixupTrainer(model=model, args=plain, mixer=mixer)
+    assert trainer.mixer is mixer and mixer.config.mixup_alpha == 0.2
+    assert trainer.clean_loss_weight == 0.0  # no recipe's clean forward the user never asked for
+
+
+def test_training_arguments_with_fields_the_trainer_does_not_know_are_refused_by_name(tmp_path):
+    from transformers import Seq2SeqTrainingArguments
+
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    with pytest.raises(ValueError, match=r"Seq2SeqTrainingArguments adds fields it does not know: \[.*'predict_with_"):
+        MixupTrainer(model=tiny_model(), args=args)
+
+
 def test_a_mixer_built_by_hand_is_used_and_args_that_contradict_it_are_refused(tmp_path):
     model = tiny_model()
     mixer = HiddenMixer(model, MixConfig(mixup_alpha=0.2, layers=[1], seed=5))
@@ -294,8 +338,11 @@ def test_a_mixer_built_by_hand_is_used_and_args_that_contradict_it_are_refused(t
         MixupTrainer(model=model, args=training_args(tmp_path, mixup_alpha=0.7), mixer=mixer)
     with pytest.raises(ValueError, match=r"label_smoothing_factor=0.1 \(the mixer has label_smoothing=0.2\)"):
         other = tiny_model()
-        MixupTrainer(model=other, args=training_args(tmp_path, label_smoothing_factor=0.1),
-                     mixer=HiddenMixer(other, MixConfig(label_smoothing=0.2)))  # fmt: skip
+        MixupTrainer(
+            model=other,
+            args=training_args(tmp_path, label_smoothing_factor=0.1),
+            mixer=HiddenMixer(other, MixConfig(label_smoothing=0.2)),
+        )
     trainer = MixupTrainer(model=model, args=training_args(tmp_path, layers=[1], mixup_alpha=0.2), mixer=mixer)
     assert trainer.mixer is mixer and mixer.config.mixup_alpha == 0.2 and mixer.config.seed == 5
 
@@ -400,11 +447,17 @@ def _free_port() -> int:
 def test_two_process_accelerate_launch_draws_different_plans_and_keeps_weights_in_sync(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     command = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", os.path.join(ROOT, "configs", "accelerate", "cpu_2proc.yaml"),
-        "--main_process_port", str(_free_port()),
-        os.path.join(ROOT, "tests", "multiprocess_train.py"), "--output_dir", str(tmp_path),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        os.path.join(ROOT, "configs", "accelerate", "cpu_2proc.yaml"),
+        "--main_process_port",
+        str(_free_port()),
+        os.path.join(ROOT, "tests", "multiprocess_train.py"),
+        "--output_dir",
+        str(tmp_path),
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     files = [tmp_path / f"rank{r}.pt" for r in (0, 1)]
     # The script leaves with os._exit(0) after a barrier so that gloo's intermittent abort at interpreter exit cannot
