@@ -43,3 +43,13 @@ def test_an_example_runs_as_written(code, tmp_path):
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_every_interval_the_pages_quote_is_in_a_committed_report():
+    # a measured figure is copied from a report that the runs produced, never typed from memory
+    reports = "\n".join(p.read_text() for p in (ROOT / "docs" / "experiments").glob("*/report.md"))
+    quoted = set()
+    for page in PAGES:
+        quoted |= set(re.findall(r"[+-]\d+\.\d+ \[[+-]\d+\.\d+, [+-]\d+\.\d+\]", page.read_text()))
+    missing = sorted(q for q in quoted if q not in reports)
+    assert not missing, missing
