@@ -10,10 +10,11 @@ mixer = HiddenMixer(model, MixConfig(site="hidden", layers=(1, 3, 5)))   # layer
 `MixupTrainingArguments`, schedules) loads on first use, and the plots import matplotlib only when drawn.
 """
 
+from .calls import unwrap_model
 from .config import MixConfig, MixOptions
 from .dense import DenseTargets, dense_soft_target_loss, mix_dense_targets, soft_map_cross_entropy
 from .images import MixedImages, MixupCutmix, MixupCutmixCollate
-from .mixer import HiddenMixer, unwrap_model
+from .mixer import HiddenMixer
 from .ops import box_area_lam, box_masks, interpolate, mix_pixels, token_share_lam, union_attention_mask
 from .plan import MixPlan
 from .recipes import RECIPES, Recipe, get_recipe

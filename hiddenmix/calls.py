@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ._compat import check_on_device
 from .images import check_pixel_values
@@ -142,3 +142,20 @@ def read_call(
 
 
 __all__ = ["CallInputs", "ForwardRecord", "PACKED_ARGUMENTS", "TEXT_INPUTS", "argument", "read_call"]
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module the user's call reaches: strips DDP / DataParallel / `torch.compile` wrappers."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def base_model(entry: nn.Module) -> nn.Module:
+    """The `transformers` model under a PEFT wrapper (or the entry itself)."""
+    get_base = getattr(entry, "get_base_model", None)
+    return get_base() if callable(get_base) else entry

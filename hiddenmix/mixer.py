@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ._compat import check_on_device, in_backward
-from .calls import TEXT_INPUTS, ForwardRecord, argument, read_call
+from .calls import TEXT_INPUTS, ForwardRecord, argument, base_model, read_call, unwrap_model
 from .config import MixConfig
 from .dense import DenseTargets, class_dim_of, is_dense
 from .images import check_pixel_values
@@ -50,23 +50,6 @@ def _attached_to(module: nn.Module) -> HiddenMixer | None:
 class MixingNotAppliedError(RuntimeError):
     """A training forward drew a mixed plan but did not apply it (or did not carry the union mask past it): the
     targets would be mixed over states that are not. The message names the model, the site and the layer path."""
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module the user's call reaches: strips DDP / DataParallel / `torch.compile` wrappers."""
-    while True:
-        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
-            model = model._orig_mod
-        else:
-            return model
-
-
-def _base_model(entry: nn.Module) -> nn.Module:
-    """The `transformers` model under a PEFT wrapper (or the entry itself)."""
-    get_base = getattr(entry, "get_base_model", None)
-    return get_base() if callable(get_base) else entry
 
 
 class HiddenMixer:
@@ -96,7 +79,7 @@ class HiddenMixer:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
         entry = unwrap_model(model)
-        base = _base_model(entry)
+        base = base_model(entry)
         self.config = config
         self.entry = entry
         self.model = base
@@ -147,7 +130,7 @@ class HiddenMixer:
     @classmethod
     def of(cls, model: nn.Module) -> HiddenMixer | None:
         """The mixer attached to `model` (under any DDP / `torch.compile` / PEFT wrapper), or None."""
-        return _attached_to(_base_model(unwrap_model(model)))
+        return _attached_to(base_model(unwrap_model(model)))
 
     @property
     def plan(self) -> MixPlan | None:

@@ -34,9 +34,10 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from transformers.utils import logging
 
+from .calls import unwrap_model
 from .config import MIX_OPTION_NAMES, MixOptions
 from .dense import DenseTargets, class_dim_of, dense_loss_sum, is_dense
-from .mixer import HiddenMixer, unwrap_model
+from .mixer import HiddenMixer
 from .plan import MixPlan
 from .schedule import MixScheduleCallback
 from .targets import soft_target_loss
