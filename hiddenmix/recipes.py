@@ -64,21 +64,52 @@ class Recipe:
         return {k: v for k, v in self.arguments.items() if k in TRAINER_MIX_OPTIONS}
 
 
+# What each recipe did against no mixing: paired differences, mean [95 % t-interval] over seeds (accuracy and ECE in
+# points); the reports are docs/experiments/<grid>/report.md.
+FEW_LABELS = (
+    "Twitter sentiment, 16 labelled tweets per class, 300 steps, 5 seeds: accuracy +2.78 [+1.80, +3.76], "
+    "NLL -0.645 [-0.741, -0.549], ECE -13.80 [-14.92, -12.68]; at 150 steps (the demo): accuracy +1.96 "
+    "[+0.42, +3.50], NLL -0.228 [-0.255, -0.200]. BBC News, 16 articles per class (an easy task: the no-mix model "
+    "is under-confident), 5 seeds: accuracy +0.49 [-0.88, +1.87], NLL +0.037 [+0.020, +0.054] and ECE +4.40 "
+    "[+2.30, +6.49] (worse); after temperature scaling NLL -0.016 [-0.033, +0.002]."
+)
+TEXT_CLASSIFIER = (
+    "Twitter sentiment, 16 labelled tweets per class, 300 steps, 5 seeds: accuracy +1.88 [+0.80, +2.96], "
+    "NLL -0.533 [-0.582, -0.484]; 2,000 tweets, 2 epochs, 3 seeds: accuracy -0.13 [-1.47, +1.21], NLL +0.005 "
+    "[-0.003, +0.013]; BBC News, 1,602 articles, 2 epochs, 3 seeds: accuracy +0.22 [-0.33, +0.78], NLL +0.015 "
+    "[+0.003, +0.027]. Two forwards per step (the clean loss)."
+)
+VIT = (
+    "A small ViT from random weights on sklearn's digits, 15 epochs, 3 seeds: accuracy -0.56 [-4.86, +3.75], "
+    "NLL +0.093 [-0.013, +0.200], ECE +8.92 [+2.76, +15.08] (worse); after temperature scaling NLL -0.012 "
+    "[-0.149, +0.125]. The least harmful of six settings: none beat no mixing there."
+)
+
 RECIPES: MappingProxyType[str, Recipe] = MappingProxyType(
     {
         recipe.name: recipe
         for recipe in (
             Recipe(
+                name="few-labels",
+                use="fine-tuning a pretrained text encoder on a few labelled examples per class (measured at 16)",
+                arguments=dict(site="hidden", mixup_alpha=0.4),
+                measured=FEW_LABELS,
+                grid="configs/experiments/regimes.yaml",
+                setting="hidden-a0.4",
+            ),
+            Recipe(
                 name="text-classifier",
-                use="fine-tuning a pretrained text encoder for sequence classification",
+                use="fine-tuning a pretrained text encoder for sequence classification, regime unknown",
                 arguments=dict(site="hidden", mixup_alpha=0.4, clean_loss_weight=1.0),
+                measured=TEXT_CLASSIFIER,
                 grid="configs/experiments/text_grid.yaml",
                 setting="hidden-regmixup",
             ),
             Recipe(
                 name="vit",
-                use="training or fine-tuning a ViT image classifier",
+                use="training or fine-tuning a ViT image classifier (mixing a share of the samples)",
                 arguments=dict(site="input", mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=0.5, prob=0.5),
+                measured=VIT,
                 grid="configs/experiments/vit_grid.yaml",
                 setting="pixel-mixup-cutmix-p0.5",
             ),
