@@ -58,7 +58,7 @@ def default_recipe(model: nn.Module) -> str:
     A measured choice for a run whose regime the trainer cannot know: on a pretrained text encoder, the
     text-classifier recipe (manifold mixup plus RegMixup's clean loss) gained with 16 labelled examples per class and
     was the one setting that did not lose with 2,000 (docs/results.md), where the few-labels setting lost up to 2.65
-    accuracy points. Its clean forward doubles the step time; pass `MixupTrainingArguments` (e.g.
+    accuracy points. Its clean forward more than doubles the step time (2.25x); pass `MixupTrainingArguments` (e.g.
     `from_recipe("few-labels")`) for one forward per step."""
     main_input = getattr(unwrap_model(model), "main_input_name", "input_ids")
     return "vit" if main_input == "pixel_values" else "text-classifier"
