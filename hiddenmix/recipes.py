@@ -80,9 +80,12 @@ TEXT_CLASSIFIER = (
     "[+0.003, +0.027]. Two forwards per step (the clean loss)."
 )
 VIT = (
-    "A small ViT from random weights on sklearn's digits, 15 epochs, 3 seeds: accuracy -0.56 [-4.86, +3.75], "
-    "NLL +0.093 [-0.013, +0.200], ECE +8.92 [+2.76, +15.08] (worse); after temperature scaling NLL -0.012 "
-    "[-0.149, +0.125]. The least harmful of six settings: none beat no mixing there."
+    "A small ViT from random weights on sklearn's digits, 400 steps, paired over seeds: with 16 labelled images per "
+    "class (5 seeds) accuracy +6.50 [+2.88, +10.12], NLL -0.487 [-0.650, -0.323], ECE -4.06 [-7.21, -0.90], and on "
+    "images with Gaussian noise (std 0.3) +13.61 [+9.37, +17.85]; with 64 per class (3 seeds) accuracy +1.39 "
+    "[+0.70, +2.08], NLL +0.013 [-0.058, +0.084], ECE +7.90 [+6.68, +9.13] (worse); with every training image "
+    "(129 per class) accuracy -0.28 [-4.80, +4.25], ECE +9.89 [+7.31, +12.47] (worse). DeiT's setting on every "
+    "sample gains as much accuracy and calibrates worse."
 )
 
 RECIPES: MappingProxyType[str, Recipe] = MappingProxyType(
@@ -107,10 +110,10 @@ RECIPES: MappingProxyType[str, Recipe] = MappingProxyType(
             ),
             Recipe(
                 name="vit",
-                use="training or fine-tuning a ViT image classifier (mixing a share of the samples)",
+                use="training a ViT image classifier, above all with few labelled images per class",
                 arguments=dict(site="input", mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=0.5, prob=0.5),
                 measured=VIT,
-                grid="configs/experiments/vit_grid.yaml",
+                grid="configs/experiments/vit_regimes.yaml",
                 setting="pixel-mixup-cutmix-p0.5",
             ),
         )
