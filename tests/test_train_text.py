@@ -342,3 +342,32 @@ def test_the_verdict_marks_a_metric_only_where_its_95_percent_interval_excludes_
     assert runner.verdict({0: base[0]}, base) == "n < 2"
     mean, low, high = runner.interval(np.array([1.0, 2.0, 3.0]))
     assert mean == 2.0 and high - mean == pytest.approx(4.302653 * 1.0 / np.sqrt(3), rel=1e-6)  # t(0.975, 2) = 4.3027
+
+
+def test_the_axis_figures_draw_only_points_with_an_interval(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    runner = _runner()
+    grid = {
+        "output_dir": str(tmp_path), "seeds": [0, 1], "datasets": {"few": {}, "more": {}},
+        "settings": {"no-mix": {"enabled": False}, "mix": {}},
+        "axes": {"labels": {"title": "t", "xlabel": "per class", "lines": {"d": [[16, "few"], [64, "more"]]}}},
+    }  # fmt: skip
+    for dataset, setting, seed in [*((d, s, k) for d in ("few", "more") for s in ("no-mix", "mix") for k in (0, 1))]:
+        if (dataset, setting, seed) == ("more", "mix", 1):
+            continue  # "more" has one paired seed of "mix": no interval, no point
+        folder = tmp_path / dataset / setting / f"seed{seed}"
+        folder.mkdir(parents=True)
+        metrics = {"accuracy": 0.5 + 0.1 * (setting == "mix") + 0.01 * seed, "nll": 1.0 - 0.01 * seed, "ece": 0.1}
+        (folder / "results.json").write_text(json.dumps({"results": {"run": metrics}}))
+    drawn = []
+    plain = matplotlib.axes.Axes.errorbar
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "errorbar",
+        lambda ax, x, y, **kw: drawn.append((kw["label"], list(y))) or plain(ax, x, y, **kw),
+    )
+    (path,) = runner.figures(grid)
+    assert path == tmp_path / "labels.png" and path.stat().st_size > 0
+    assert [label for label, _ in drawn] == ["mix"] * 3  # accuracy, NLL, ECE
+    assert drawn[0][1] == pytest.approx([10.0])  # the "few" point only: +10 accuracy points on both seeds
