@@ -1,5 +1,6 @@
 """scripts/train_text_classifier.py end to end on a tiny model, its refusals, and a 2-process launch."""
 
+import itertools
 import json
 import os
 import re
@@ -353,7 +354,7 @@ def test_the_axis_figures_draw_only_points_with_an_interval(tmp_path, monkeypatc
         "settings": {"no-mix": {"enabled": False}, "mix": {}},
         "axes": {"labels": {"title": "t", "xlabel": "per class", "lines": {"d": [[16, "few"], [64, "more"]]}}},
     }  # fmt: skip
-    for dataset, setting, seed in [*((d, s, k) for d in ("few", "more") for s in ("no-mix", "mix") for k in (0, 1))]:
+    for dataset, setting, seed in itertools.product(("few", "more"), ("no-mix", "mix"), (0, 1)):
         if (dataset, setting, seed) == ("more", "mix", 1):
             continue  # "more" has one paired seed of "mix": no interval, no point
         folder = tmp_path / dataset / setting / f"seed{seed}"
