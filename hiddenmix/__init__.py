@@ -10,9 +10,12 @@ mixer = HiddenMixer(model, MixConfig(site="hidden", layers=(1, 3, 5)))   # layer
 `MixupTrainingArguments`, schedules) loads on first use, and the plots import matplotlib only when drawn.
 """
 
+from importlib import metadata as _metadata
+
 from .calls import unwrap_model
 from .config import MixConfig, MixOptions
 from .dense import DenseTargets, dense_soft_target_loss, mix_dense_targets, soft_map_cross_entropy
+from .guard import MixingNotAppliedError
 from .images import MixedImages, MixupCutmix, MixupCutmixCollate
 from .mixer import HiddenMixer
 from .ops import box_area_lam, box_masks, interpolate, mix_pixels, token_share_lam, union_attention_mask
@@ -30,7 +33,10 @@ from .targets import (
     soft_target_mse,
 )
 
-__version__ = "0.2.0"
+try:
+    __version__ = _metadata.version("hiddenmix")  # one version number: the package's metadata (pyproject.toml)
+except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 # These import transformers.Trainer / TrainingArguments (and through them accelerate and yaml): loaded on first use.
 _LAZY = {
@@ -38,6 +44,10 @@ _LAZY = {
     "MixupTrainingArguments": "training_args",
     "MixSchedule": "schedule",
     "MixScheduleCallback": "schedule",
+    # matplotlib is imported when a figure is drawn
+    "reliability_diagram": "plots",
+    "save_mixed_grid": "plots",
+    "save_mixed_segmentation": "plots",
 }
 
 
@@ -47,6 +57,10 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'hiddenmix' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [
@@ -59,6 +73,7 @@ __all__ = [
     "MixSchedule",
     "MixScheduleCallback",
     "MixedImages",
+    "MixingNotAppliedError",
     "MixupCutmix",
     "MixupCutmixCollate",
     "MixupTrainer",
@@ -79,6 +94,9 @@ __all__ = [
     "mix_pixels",
     "mix_targets",
     "mixup_loss",
+    "reliability_diagram",
+    "save_mixed_grid",
+    "save_mixed_segmentation",
     "soft_map_cross_entropy",
     "soft_target_bce",
     "soft_target_cross_entropy",

@@ -72,6 +72,14 @@ def argument(name: str, params: list[str], args: tuple, kwargs: dict) -> Any:
     return None
 
 
+def replace_argument(name: str, params: list[str], args: tuple, kwargs: dict, value: Any) -> tuple[tuple, dict]:
+    """`(args, kwargs)` of a call with the argument `name` (given by keyword or by position) replaced by `value`."""
+    if name not in kwargs and name in params and params.index(name) < len(args):
+        pos = params.index(name)
+        return (*args[:pos], value, *args[pos + 1 :]), kwargs
+    return args, {**kwargs, name: value}
+
+
 def read_call(
     model_name: str,
     params: list[str],
@@ -141,7 +149,15 @@ def read_call(
     return CallInputs(batch, reference.device, token_mask=token_mask, sequence_length=length)
 
 
-__all__ = ["CallInputs", "ForwardRecord", "PACKED_ARGUMENTS", "TEXT_INPUTS", "argument", "read_call"]
+__all__ = [
+    "CallInputs",
+    "ForwardRecord",
+    "PACKED_ARGUMENTS",
+    "TEXT_INPUTS",
+    "argument",
+    "read_call",
+    "replace_argument",
+]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

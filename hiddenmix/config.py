@@ -85,23 +85,28 @@ class MixOptions:
     cutmix_minmax: list[float] | None = field(
         default=None, metadata={"help": "(min, max) box side share, sampled uniformly; overrides cutmix_alpha."}
     )
-    cutmix_mask: str = field(default="box", metadata={"help": "box | fmix: the shape CutMix pastes."})
+    cutmix_mask: str = field(
+        default="box", metadata={"help": "The shape CutMix pastes.", "choices": list(CUTMIX_MASKS)}
+    )
     fmix_decay_power: float = field(default=3.0, metadata={"help": "FMix: decay δ of the spectrum 1/f^δ."})
     prob: float = field(
         default=1.0, metadata={"help": "Probability that a sample (batch/pair in those modes) is mixed."}
     )
     switch_prob: float = field(default=0.5, metadata={"help": "Probability of CutMix over Mixup when both are on."})
-    mode: str = field(default="elem", metadata={"help": "batch | pair | elem: granularity of λ, method and box."})
+    mode: str = field(default="elem", metadata={"help": "Granularity of λ, method and box.", "choices": list(MODES)})
     correct_lam: bool = field(default=True, metadata={"help": "λ := realised area of the clipped CutMix box."})
     num_classes: int | None = field(
         default=None, metadata={"help": "Number of classes, checked against the labels; taken from the logits."}
     )
     problem_type: str | None = field(
         default=None,
-        metadata={"help": "single_label_classification | multi_label_classification | regression; from the model."},
+        metadata={
+            "help": "The loss's problem type; unset: the model config's, else the labels' form.",
+            "choices": list(PROBLEM_TYPES),
+        },
     )
     ignore_index: int = field(default=-100, metadata={"help": "Label of rows / positions left out of the loss."})
-    site: str = field(default="hidden", metadata={"help": "input | embeddings | hidden: where to mix."})
+    site: str = field(default="hidden", metadata={"help": "Where to mix.", "choices": list(SITES)})
     layers: list[int] | None = field(
         default=None,
         metadata={"help": "0-based layers whose output may be mixed, one drawn per forward; all when unset."},
@@ -109,16 +114,40 @@ class MixOptions:
     layer_stack: str | None = field(
         default=None, metadata={"help": "Dotted path of the layer list, when discovery does not find it."}
     )
-    pad_policy: str = field(default="mix", metadata={"help": "mix | keep | zero: positions real in one partner."})
+    pad_policy: str = field(
+        default="mix", metadata={"help": "What a position real in one partner gets.", "choices": list(PAD_POLICIES)}
+    )
     correct_lam_tokens: bool = field(default=False, metadata={"help": "λ := share of real-token content."})
-    partner: str = field(default="random", metadata={"help": "random | similar_length."})
+    partner: str = field(default="random", metadata={"help": "How partners are chosen.", "choices": list(PARTNERS)})
     fold_lam: bool = field(default=False, metadata={"help": "λ := max(λ, 1 - λ)."})
     enabled: bool = field(default=True, metadata={"help": "False: every forward is a plain forward."})
 
 
 MIX_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(MixOptions))
-# The trainer's mixing options (`MixupTrainingArguments`): RegMixup's clean loss and mixing off at the end.
-TRAINER_MIX_OPTIONS = {"clean_loss_weight": 0.0, "mix_off_for_last": 0.0, "mix_off_epoch": None}
+
+
+@dataclass
+class TrainerMixOptions:
+    """The trainer's own mixing options, under these names in `MixupTrainingArguments` and in recipes.
+
+    Args:
+        clean_loss_weight: RegMixup: weight of the loss of a clean (unmixed) forward of the same batch, added to the
+            mixed loss; 0 turns it off. It costs a second forward and backward per step (2.25x the step time at
+            16 x 128 tokens on a pretrained MiniLM; `benchmarks/bench_text_overhead.py`).
+        mix_off_for_last: share of the training steps, at the end, with mixing off.
+        mix_off_epoch: epoch from which mixing is off (timm's `--mixup-off-epoch`); None: never.
+    """
+
+    clean_loss_weight: float = field(
+        default=0.0,
+        metadata={"help": "RegMixup: weight of a clean forward's loss added to the mixed loss (a second forward)."},
+    )
+    mix_off_for_last: float = field(default=0.0, metadata={"help": "Share of training steps, at the end, unmixed."})
+    mix_off_epoch: float | None = field(default=None, metadata={"help": "Epoch from which mixing is off (timm)."})
+
+
+# name -> default of each trainer option
+TRAINER_MIX_OPTIONS = {f.name: f.default for f in dataclasses.fields(TrainerMixOptions)}
 
 
 def check_mix_options(options: Any, owner: str) -> None:
@@ -181,7 +210,7 @@ def check_mix_options(options: Any, owner: str) -> None:
 
 
 def check_trainer_options(options: Any, owner: str) -> None:
-    """Validate the trainer's mixing options (`TRAINER_MIX_OPTIONS`) of `options`; errors name `owner.field`."""
+    """Validate the `TrainerMixOptions` fields of `options`; errors name `owner.field`."""
     weight = options.clean_loss_weight
     if not (_is_number(weight) and weight >= 0):
         raise _fail(owner, "clean_loss_weight", weight, "allowed: a finite number >= 0 (0 turns it off)")

@@ -7,8 +7,9 @@ One forward:
                         every layer after the mix: attention mask := mask OR mask[partner]
       layer hook        `hidden` site: mix the output of the drawn layer
     entry hook        the guard: a mixed plan that was never applied, or a later layer that never got the union of
-                      the masks, is an error, never targets mixed over unmixed states
-    logits -> mixer.loss(logits, labels): soft targets from the same plan
+                      the masks, is an error, never targets mixed over unmixed states; the forward is logged with
+                      its plan, and labels given to the call (taken out before the model saw them) give outputs.loss
+    logits -> mixer.loss(logits, labels): soft targets from the plan of the forward that made these logits
 
 A model has at most one mixer. Nothing here reads a device value on the host: no `.item()`, no branch on a tensor.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import warnings
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -24,17 +26,27 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._compat import check_on_device, in_backward
-from .calls import TEXT_INPUTS, ForwardRecord, argument, base_model, read_call, unwrap_model
+from ._compat import in_backward
+from .calls import TEXT_INPUTS, ForwardRecord, argument, base_model, read_call, replace_argument, unwrap_model
 from .config import MixConfig
-from .dense import DenseTargets, class_dim_of, is_dense
+from .copies import MIXER_COPY_MESSAGE, PICKLE_MESSAGE, mark_hooked, unmark
+from .dense import DenseTargets
+from .forwards import ForwardLog, output_logits, take_labels, with_loss
+from .guard import (
+    MixingNotAppliedError,
+    check_batch,
+    check_forward,
+    check_given_plan,
+    check_model,
+    eval_mode_warning,
+)
 from .images import check_pixel_values
 from .ops import mix_pixels
 from .plan import MixPlan
 from .sampler import PlanSampler
-from .sites import MASK_ARGUMENTS, LayerStack, check_patch_cutmix, find_layer_stack, is_decoder_only, patch_grid
+from .sites import LayerStack, check_patch_cutmix, find_layer_stack, is_decoder_only, patch_grid
 from .stack_hooks import StackHooks
-from .targets import SoftTargets, mix_targets, mixup_loss
+from .targets import SoftTargets, counted_labels, mix_targets, mixup_loss, target_options
 
 # every module of an attached mixer's model -> that mixer: a second mixer on the same model, on a part of it, or on a
 # model that contains it would mix the same forward again
@@ -47,26 +59,28 @@ def _attached_to(module: nn.Module) -> HiddenMixer | None:
     return ref() if ref is not None else None
 
 
-class MixingNotAppliedError(RuntimeError):
-    """A training forward drew a mixed plan but did not apply it (or did not carry the union mask past it): the
-    targets would be mixed over states that are not. The message names the model, the site and the layer path."""
-
-
 class HiddenMixer:
     """Attach Mixup / CutMix / manifold mixup to a `transformers` model without editing it.
 
     ```python
     mixer = HiddenMixer(model, MixConfig(site="hidden", layers=(2, 4, 6)))
-    labels = batch.pop("labels")            # the model's own loss must never see soft labels
-    logits = model(**batch).logits          # training forward: mixed inside the model
-    loss = mixer.loss(logits, labels)       # soft targets from this forward's plan
+    outputs = model(**batch)                # training forward, mixed inside the model; batch holds "labels"
+    outputs.loss.backward()                 # the soft-target loss of this forward's plan
+    # or: labels = batch.pop("labels"); loss = mixer.loss(model(**batch).logits, labels)
     mixer.remove()                          # or use `with HiddenMixer(...) as mixer:`
     ```
 
+    The loss follows the logits: `mixer.loss(logits, labels)` uses the plan of the forward that made `logits`,
+    whatever ran in between (`hiddenmix.forwards`); a training forward given `labels` returns it as `outputs.loss`.
+    The problem type is the one declared in `MixConfig.problem_type` or the model's config when the mixer is
+    attached, else read from the labels' form; the mixer never re-reads the model's config.
+
     In eval mode (`model.training == False`), without gradients (`torch.no_grad()`, a validation loop that forgot
     `model.eval()`), with `config.enabled = False`, or inside `mixer.paused()`, a forward is exactly the plain
-    forward. A model has one mixer at a time: attaching a second is an error that names the first
-    (`HiddenMixer.of(model)` returns it).
+    forward. A forward with gradients in eval mode (`from_pretrained` returns the model in eval mode: a forgotten
+    `model.train()`) warns once per mixer that nothing was mixed. A model has one mixer at a time: attaching a
+    second is an error that names the first (`HiddenMixer.of(model)` returns it). `copy.deepcopy` of an attached
+    model gives a plain model (`hiddenmix.copies`); pickling one is refused.
 
     Args:
         model: a `transformers` model (`...ForSequenceClassification`, a bare encoder/decoder, an image model), or
@@ -91,35 +105,22 @@ class HiddenMixer:
         self._active = False  # True from the entry pre-hook to the end of that forward
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._call_inputs = None  # what the forward that drew the plan was called with
+        self._labels: tuple[Tensor, Any] | None = None  # labels taken out of this forward's call, num_items_in_batch
+        self._warned_eval = False
+        self.forwards = ForwardLog()
         self.last_forward = ForwardRecord()
 
         # Every check runs before the model is touched.
         self._is_text = any(name in self._entry_params for name in TEXT_INPUTS)
         self.decoder_only = self._is_text and is_decoder_only(base)
         model_config = getattr(base, "config", None)
-        if getattr(model_config, "is_encoder_decoder", False) and config.site != "input":
-            raise ValueError(
-                f"{type(base).__name__} is an encoder-decoder: its decoder cross-attends to the encoder's states with "
-                "each row's own padding mask, which the mixer does not reach, so mixed rows would hide the longer "
-                "partner's content from the decoder. Mixing encoder-decoder models is not supported; use an "
-                "encoder-only or decoder-only model."
-            )
-        attn = getattr(model_config, "_attn_implementation", None)
-        if self._is_text and isinstance(attn, str) and "flash" in attn and config.site != "input":
-            raise ValueError(
-                f"{type(base).__name__} runs attn_implementation={attn!r}, which unpads the batch inside attention "
-                "(and, in some models, between layers), so a per-row mix and the union of the padding masks cannot "
-                "be carried through it. Load the model with attn_implementation='sdpa' or 'eager' to mix it."
-            )
+        # decided once, from what the user declared: a model's own loss in evaluation writes `problem_type` into its
+        # config (float labels), which must not switch the training loss in the middle of a run
+        self._declared_problem_type = config.problem_type or getattr(model_config, "problem_type", None)
+        check_model(base, config.site, is_text=self._is_text, entry_params=self._entry_params)
         self.stack: LayerStack | None = None
         self.layers: tuple[int, ...] = ()
-        if config.site == "input":
-            if "pixel_values" not in self._entry_params:
-                raise ValueError(
-                    f"MixConfig.site='input' mixes pixel_values, which {type(entry).__name__}.forward does not take. "
-                    "Token ids are integers and are never interpolated; use site='embeddings' or site='hidden'."
-                )
-        else:
+        if config.site != "input":
             self.stack = find_layer_stack(base, config.layer_stack, modality="text" if self._is_text else "image")
             self.layers = self.stack.resolve_layers(config.layers)
             self._stack_hooks = StackHooks(self.stack, self)
@@ -142,8 +143,10 @@ class HiddenMixer:
         return bool(self._handles)
 
     def problem_type(self) -> str | None:
-        """The problem type the targets are built for: the config's, else the model config's, else inferred."""
-        return self.config.problem_type or getattr(getattr(self.model, "config", None), "problem_type", None)
+        """The declared problem type: `MixConfig.problem_type`, else the model config's when the mixer was attached;
+        None: read from each batch's labels (class ids or probability rows: single-label; float values:
+        regression; multi-hot rows must be declared)."""
+        return self._declared_problem_type
 
     @property
     def active(self) -> bool:
@@ -158,6 +161,8 @@ class HiddenMixer:
                 f"({config.site!r}, layers={config.layers}); remove this mixer and attach a new one."
             )
         self._check_cutmix_site(config)
+        if config.problem_type != self.config.problem_type:
+            self._declared_problem_type = config.problem_type or self._declared_problem_type
         self.config = config
         self.sampler.config = config
 
@@ -183,15 +188,7 @@ class HiddenMixer:
         The plan must be for this mixer's site (and, at the `hidden` site, name one of its layers); its batch size
         is checked at each forward.
         """
-        if not isinstance(plan, MixPlan):
-            raise TypeError(f"use_plan takes a MixPlan; got {type(plan).__name__}.")
-        if plan.site != self.config.site:
-            raise ValueError(f"the plan is for site={plan.site!r} but this mixer mixes at site={self.config.site!r}.")
-        if plan.site == "hidden" and plan.mixed and plan.layer not in self.layers:
-            raise ValueError(
-                f"the plan mixes after layer={plan.layer!r}, which is not one of this mixer's layers "
-                f"{list(self.layers)}; build it with layer=<one of them>."
-            )
+        check_given_plan(plan, self.config.site, self.layers)
         previous, self._forced = self._forced, plan
         try:
             yield
@@ -199,19 +196,25 @@ class HiddenMixer:
             self._forced = previous
 
     def targets(self, labels: Tensor, plan: MixPlan | None = None) -> SoftTargets | DenseTargets:
-        """Soft targets for `labels` under `plan` (default: the last training forward's plan); per-position
-        `DenseTargets` for token tags `[B, T]` and label maps `[B, H, W]`."""
-        plan = self._plan_for(labels, plan)
+        """Soft targets for `labels` under `plan` (default: the plan of the one forward run since the last loss);
+        per-position `DenseTargets` for token tags `[B, T]` and label maps `[B, H, W]`."""
+        plan = self._plan_for(labels, plan, None)
         return mix_targets(labels, plan, **self._target_kwargs(None, labels))
 
     def loss(self, logits: Tensor, labels: Tensor, plan: MixPlan | None = None) -> Tensor:
-        """The soft-target loss of `logits` against `labels` mixed by `plan` (default: the last forward's).
+        """The soft-target loss of `logits` against `labels` mixed by `plan` (default: the plan of the forward that
+        made `logits`; see `hiddenmix.forwards`).
 
-        After an eval or paused forward (no plan) it is the plain loss: cross-entropy with label smoothing, BCE, or
-        MSE, by `problem_type`. Dense labels (`[B, T]` tags with `[B, T, C]` logits, `[B, H, W]` label maps with
-        `[B, C, h, w]` logits) get the per-position loss over the positions that count (`hiddenmix.dense`).
+        Logits of a plain forward (eval, paused, no gradients, mixing off) get the plain loss: cross-entropy with
+        label smoothing, BCE, or MSE, by problem type. Dense labels (`[B, T]` tags with `[B, T, C]` logits,
+        `[B, H, W]` label maps with `[B, C, h, w]` logits) get the per-position loss over the positions that count
+        (`hiddenmix.dense`). `MixupTrainer` and `outputs.loss` compute their losses with this method.
+
+        Raises:
+            ValueError: `logits` are no output of a forward the mixer saw and several forwards ran since the last
+                loss (pass `plan=`); labels that do not fit the logits or the problem type.
         """
-        plan = self._plan_for(labels, plan)
+        plan = self._plan_for(labels, plan, logits)
         return mixup_loss(logits, labels, plan, **self._target_kwargs(logits, labels))
 
     def remove(self) -> None:
@@ -219,12 +222,19 @@ class HiddenMixer:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        unmark(self._hooked_modules())
         self._plan = None
         for module in [m for m, ref in _ATTACHED.items() if ref() is self]:
             del _ATTACHED[module]
 
     def __enter__(self) -> HiddenMixer:
         return self
+
+    def __reduce__(self):
+        raise TypeError(PICKLE_MESSAGE)
+
+    def __deepcopy__(self, memo: dict) -> HiddenMixer:
+        raise TypeError(MIXER_COPY_MESSAGE)
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
@@ -244,28 +254,29 @@ class HiddenMixer:
 
     # ------------------------------------------------------------------ internals
     def _target_kwargs(self, logits: Tensor | None, labels: Tensor) -> dict:
-        cfg, model_cfg = self.config, getattr(self.model, "config", None)
-        problem_type = self.problem_type()
-        num_classes = cfg.num_classes
-        if num_classes is None and problem_type != "regression":
-            if logits is None:
-                num_classes = getattr(model_cfg, "num_labels", None)
-            else:
-                num_classes = logits.shape[class_dim_of(logits, labels) if is_dense(labels) else -1]
-        return dict(
-            num_classes=num_classes,
-            problem_type=problem_type,
-            label_smoothing=cfg.label_smoothing,
-            ignore_index=cfg.ignore_index,
+        return target_options(
+            self.config,
+            self.problem_type(),
+            logits,
+            labels,
+            getattr(getattr(self.model, "config", None), "num_labels", None),
         )
 
-    def _plan_for(self, labels: Tensor, plan: MixPlan | None) -> MixPlan:
-        plan = plan if plan is not None else self._plan
+    def _plan_for(self, labels: Tensor, plan: MixPlan | None, logits: Tensor | None) -> MixPlan:
+        if plan is None:
+            forward = self.forwards.forward_of(logits)
+            plan = forward.plan if forward is not None else None
         if plan is None:
             return MixPlan.identity(labels.shape[0], labels.device, site=self.config.site)
         if plan is self._plan and plan.mixed and not self.last_forward.applied:
-            raise MixingNotAppliedError(self._not_applied_message())
+            self._check_applied()  # raises MixingNotAppliedError
         return plan
+
+    def _hooked_modules(self) -> list[nn.Module]:
+        return [self.entry, *(self.stack.modules if self.stack is not None else ())]
+
+    def _hooked(self) -> tuple[list[nn.Module], set[int]]:
+        return self._hooked_modules(), {handle.id for handle in self._handles}
 
     def attach(self) -> None:
         """Register the hooks (done by the constructor; call again after `remove()` to re-attach)."""
@@ -281,7 +292,7 @@ class HiddenMixer:
             )
         try:
             self._handles.append(self.entry.register_forward_pre_hook(self._on_forward, with_kwargs=True))
-            self._handles.append(self.entry.register_forward_hook(self._after_forward))
+            self._handles.append(self.entry.register_forward_hook(self._after_forward, with_kwargs=True))
             self._handles.append(self.entry.register_forward_hook(self._end_forward, always_call=True))
             if self.stack is not None:
                 self._handles.extend(self._stack_hooks.register())
@@ -291,6 +302,7 @@ class HiddenMixer:
         me = weakref.ref(self)
         for module in modules:
             _ATTACHED[module] = me
+        mark_hooked(self._hooked_modules(), lambda: me()._hooked())
 
     # Drawing a plan uses generators torch.compile cannot trace: the entry hook runs eagerly, before the model's
     # forward, and the compiled layers only read the plan's tensors.
@@ -299,15 +311,19 @@ class HiddenMixer:
         """Entry pre-hook: draw this forward's plan (and mix pixels at the `input` site)."""
         self._plan = None
         self._active = False
+        self._labels = None
         self.last_forward = ForwardRecord()
         if self.stack is not None:
             self._stack_hooks.reset()
         # a train-mode forward without gradients is not training (a validation loop that forgot model.eval())
         if self._paused or not self.config.enabled or not self.model.training or not torch.is_grad_enabled():
+            if not self.model.training and torch.is_grad_enabled() and not self._paused and self.config.active:
+                self._warn_eval_mode()
             return None
         cfg = self.config
         if cfg.site == "input":
-            return self._mix_pixels(args, kwargs)
+            args, kwargs = self._mix_pixels(args, kwargs)
+            return self._take_labels(args, kwargs)
         name = type(self.model).__name__
         call = read_call(
             name, self._entry_params, args, kwargs, is_text=self._is_text, decoder_only=self.decoder_only,
@@ -322,42 +338,59 @@ class HiddenMixer:
                 call.batch, call.device, layers=self.layers, token_mask=call.token_mask, grid=grid,
                 sequence_length=call.sequence_length,
             )  # fmt: skip
-        elif plan.batch_size != call.batch:
-            raise ValueError(
-                f"the plan given to use_plan mixes a batch of {plan.batch_size}; this batch has {call.batch}."
-            )
-        self._plan = plan
+        self._plan = check_batch(plan, call.batch)
         self._call_inputs = call
         self._active = True
         self.last_forward.mixed = plan.mixed
-        return None
+        return self._take_labels(args, kwargs)
+
+    def _take_labels(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        # The model must not compute its own loss of a mixed forward: the hard-label loss over mixed states (and, for
+        # float labels, a switch to BCE that it writes into its config). `_after_forward` puts this plan's loss there.
+        args, kwargs, labels = take_labels(self._entry_params, args, kwargs)
+        if torch.is_tensor(labels):
+            self._labels = (labels, kwargs.get("num_items_in_batch"))
+        return args, kwargs
+
+    def _warn_eval_mode(self) -> None:
+        if not self._warned_eval:
+            self._warned_eval = True
+            warnings.warn(eval_mode_warning(type(self.model).__name__), stacklevel=3)
 
     # Eager like the pre-hook: it reads the record the compiled layers wrote, and raises.
     @torch.compiler.disable
-    def _after_forward(self, module: nn.Module, args: tuple, output: Any) -> None:
-        """Entry hook, after a forward that returned: the guard. A mixed plan must have been applied at its site,
-        and every later layer that takes an attention mask must have received the union."""
+    def _after_forward(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        """Entry hook, after a forward that returned: the guard (a mixed plan must have been applied at its site, and
+        every later layer that takes an attention mask must have received the union), then the forward is logged
+        for the loss of its logits and, if the call had labels, its soft-target loss becomes `outputs.loss`."""
         self._active = False
-        record = self.last_forward
-        if not record.mixed:
-            return
-        if not record.applied:
-            raise MixingNotAppliedError(self._not_applied_message())
-        token_mask = getattr(self._call_inputs, "token_mask", None)
-        if record.calls_without_mask and token_mask is not None:
-            # only a padded batch needs the union: the check is queued on the device, not read back
-            check_on_device(
-                token_mask.all(),
-                f"{type(self.model).__name__}: {record.calls_without_mask} layer call(s) of {self.stack.path} after "
-                "the mix take an attention mask but received none that hiddenmix could unite (it looks for "
-                f"{list(MASK_ARGUMENTS)}), so the padding of mixed rows is not what the union should make it. "
-                "Name the stack with MixConfig(layer_stack=...) if another list is the real one, or pass batches "
-                "without padding.",
+        self.forwards.add(self._plan, output)  # first: a caller that goes on after the guard's error is refused too
+        self._check_applied()
+        if self._labels is None:
+            return None
+        (labels, num_items), self._labels = self._labels, None
+        logits = output_logits(output)
+        if logits is None:
+            raise ValueError(
+                f"{type(self.model).__name__} was given labels in a mixed training forward, but its output holds no "
+                "logits for hiddenmix to compute the soft-target loss from. Call it without labels and compute the "
+                "loss with mixer.loss(<the output to score>, labels)."
             )
+        loss = self.loss(logits, labels, plan=self._plan)
+        if num_items is not None:  # `Trainer` normalises by the labelled items of the whole accumulated batch
+            loss = loss * counted_labels(labels, self.config.ignore_index) / num_items
+        return with_loss(output, loss)
+
+    def _check_applied(self) -> None:
+        check_forward(
+            self.last_forward, getattr(self._call_inputs, "token_mask", None), model_name=type(self.model).__name__,
+            site=self.config.site, layer=getattr(self._plan, "layer", None),
+            stack_path=self.stack.path if self.stack is not None else None,
+        )  # fmt: skip
 
     def _end_forward(self, module: nn.Module, args: tuple, output: Any) -> None:
         self._active = False  # also when the forward raised
-        self._call_inputs = None  # the batch's masks are not kept past its forward
+        self._call_inputs = self._labels = None  # the batch's masks and labels are not kept past its forward
         if self.stack is not None:
             self._stack_hooks.reset()
 
@@ -369,36 +402,18 @@ class HiddenMixer:
             return None
         return plan
 
-    def _not_applied_message(self) -> str:
-        where = {"input": "the pixel values", "embeddings": "the hidden states entering the first layer of"}
-        if self.config.site == "hidden":
-            what = f"the output of layer {self._plan.layer} of '{self.stack.path}'"
-        else:
-            what = where[self.config.site] + (f" '{self.stack.path}'" if self.stack is not None else "")
-        return (
-            f"HiddenMixer drew a mixed plan for a training forward of {type(self.model).__name__} (site="
-            f"{self.config.site!r}) but never mixed {what}: that layer did not run as a module in this forward (its "
-            "forward hooks never fired), so the targets would be mixed while the states are not. Name the layer "
-            "list the model really calls with MixConfig(layer_stack='dotted.path'), or mix at another site."
-        )
-
-    def _mix_pixels(self, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+    def _mix_pixels(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         pixels = argument("pixel_values", self._entry_params, args, kwargs)
         if pixels is None:
             raise ValueError("MixConfig.site='input' needs pixel_values in the forward call.")
         check_pixel_values(pixels, num_channels=getattr(self.model.config, "num_channels", None))
         plan = self._forced or self.sampler.sample(pixels.shape[0], pixels.device, grid=tuple(pixels.shape[-2:]))
-        if plan.batch_size != pixels.shape[0]:
-            raise ValueError(
-                f"the plan given to use_plan mixes a batch of {plan.batch_size}; this batch has {pixels.shape[0]}."
-            )
-        self._plan = plan
+        self._plan = check_batch(plan, pixels.shape[0])
         if not plan.mixed:
-            return None
+            return args, kwargs
         self._active = True
-        mixed = mix_pixels(pixels, plan)
         self.last_forward = ForwardRecord(mixed=True, applied=True)
-        if "pixel_values" in kwargs:
-            return args, {**kwargs, "pixel_values": mixed}
-        pos = self._entry_params.index("pixel_values")
-        return (*args[:pos], mixed, *args[pos + 1 :]), kwargs
+        return replace_argument("pixel_values", self._entry_params, args, kwargs, mix_pixels(pixels, plan))
+
+
+__all__ = ["HiddenMixer", "MixingNotAppliedError"]

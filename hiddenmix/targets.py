@@ -11,6 +11,7 @@ Soft targets never go through a `transformers` model's own loss: float labels si
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,9 +40,9 @@ class SoftTargets:
 
 
 def infer_problem_type(labels: Tensor) -> str:
-    """Guess the problem type from labels: class ids or `[B, C]` float rows (C > 1) are single-label, float
-    `[B]` / `[B, 1]` values are regression. Multi-label rows and multi-output regression look like single-label
-    rows, so they must be named with `problem_type`.
+    """Guess the problem type from labels: class ids or `[B, C]` float rows (C > 1) are single-label (`mix_targets`
+    then checks that the rows are probabilities), float `[B]` / `[B, 1]` values are regression. Multi-label rows and
+    multi-output regression look like single-label rows, so they must be named with `problem_type`.
     """
     if not labels.is_floating_point():
         return "single_label_classification"
@@ -94,6 +95,7 @@ def mix_targets(
         return mix_dense_targets(
             labels, plan, num_classes=num_classes, label_smoothing=label_smoothing, ignore_index=ignore_index
         )
+    inferred = problem_type is None
     if problem_type is None:
         problem_type = infer_problem_type(labels)
     if problem_type not in PROBLEM_TYPES:
@@ -130,12 +132,48 @@ def mix_targets(
         if num_classes is not None and labels.shape[1] != num_classes:
             raise ValueError(f"labels have {labels.shape[1]} classes per row but num_classes={num_classes}.")
         rows = labels.to(torch.float32)
+        if inferred and problem_type == "single_label_classification":
+            # an undeclared [B, C] float form is read as class probabilities; multi-hot rows look the same
+            check_on_device(
+                ((rows >= 0) & (rows <= 1)).all() & ((rows.sum(-1) - 1).abs() < 1e-3).all(),
+                f"labels are float rows of shape {tuple(labels.shape)} and no problem type is declared, so they are "
+                "read as class probabilities (single-label), but some rows do not sum to 1 (multi-hot rows?). For "
+                "multi-label rows declare problem_type='multi_label_classification' (MixConfig.problem_type, or "
+                "the model config's before the mixer is attached); for single-label rows pass class ids or "
+                "probability rows.",
+            )
         if label_smoothing > 0:
             classes = rows.shape[1] if problem_type == "single_label_classification" else 2
             rows = rows * (1.0 - label_smoothing) + label_smoothing / classes
         valid = torch.ones(batch, dtype=torch.bool, device=labels.device)
     target = torch.lerp(rows.index_select(0, index), rows, lam[:, None].to(rows.dtype))
     return SoftTargets(target, valid, problem_type)
+
+
+def counted_labels(labels: Tensor, ignore_index: int = -100) -> Tensor:
+    """The labelled items of `labels` as `transformers.Trainer` counts them for `num_items_in_batch`: every element
+    that is not `ignore_index` (class ids, tagged positions, or each value of a label row)."""
+    return (labels != ignore_index).sum()
+
+
+def target_options(
+    config: Any, problem_type: str | None, logits: Tensor | None, labels: Tensor, num_labels: int | None
+) -> dict:
+    """The keyword arguments of `mix_targets` / `mixup_loss` for a mixer's `config`: the class count is
+    `config.num_classes`, else the logits' class dimension, else (no logits) the model's `num_labels`."""
+    num_classes = config.num_classes
+    if num_classes is None and problem_type != "regression":
+        if logits is None:
+            num_classes = num_labels
+        else:
+            dense = is_dense(labels) and problem_type in (None, "single_label_classification")
+            num_classes = logits.shape[class_dim_of(logits, labels) if dense else -1]
+    return dict(
+        num_classes=num_classes,
+        problem_type=problem_type,
+        label_smoothing=config.label_smoothing,
+        ignore_index=config.ignore_index,
+    )
 
 
 def _masked_mean(per_row: Tensor, valid: Tensor | None) -> Tensor:
@@ -213,13 +251,11 @@ def mixup_loss(
             ignore_index=ignore_index,
         )  # fmt: skip
         return dense_soft_target_loss(logits, targets, class_dim=class_dim)
-    if problem_type != "regression" and torch.is_tensor(labels) and labels.dim() == 2 and labels.is_floating_point():
-        if logits.shape[-1] != labels.shape[-1]:
-            raise ValueError(
-                f"the model produces {logits.shape[-1]} logits per row but the targets have {labels.shape[-1]} "
-                "classes; check num_classes / num_labels."
-            )
-    if num_classes is None and problem_type != "regression" and logits.dim() == 2:
+    rows = torch.is_tensor(labels) and labels.is_floating_point() and labels.dim() == 2
+    if problem_type != "regression" and rows and logits.dim() == 2:
+        check_width(logits, labels.shape[-1])
+    ids = torch.is_tensor(labels) and not labels.is_floating_point()
+    if num_classes is None and problem_type != "regression" and logits.dim() == 2 and ids:
         num_classes = logits.shape[-1]
     targets = mix_targets(
         labels,
@@ -229,9 +265,15 @@ def mixup_loss(
         label_smoothing=label_smoothing,
         ignore_index=ignore_index,
     )
-    if targets.problem_type != "regression" and logits.shape[-1] != targets.target.shape[-1]:
-        raise ValueError(
-            f"the model produces {logits.shape[-1]} logits per row but the targets have "
-            f"{targets.target.shape[-1]} classes; check num_classes / num_labels."
-        )
+    if targets.problem_type != "regression":
+        check_width(logits, targets.target.shape[-1])
     return soft_target_loss(logits, targets)
+
+
+def check_width(logits: Tensor, classes: int) -> None:
+    """The one check that a model's logits have as many classes as its targets."""
+    if logits.shape[-1] != classes:
+        raise ValueError(
+            f"the model produces {logits.shape[-1]} logits per row but the targets have {classes} classes; check "
+            "num_labels / MixConfig.num_classes."
+        )

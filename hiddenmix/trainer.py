@@ -35,13 +35,12 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from transformers.utils import logging
 
 from .calls import unwrap_model
-from .config import MIX_OPTION_NAMES, MixOptions
-from .dense import DenseTargets, class_dim_of, dense_loss_sum, is_dense
+from .dense import is_dense
+from .forwards import output_logits
 from .mixer import HiddenMixer
 from .plan import MixPlan
 from .recipes import get_recipe
 from .schedule import MixScheduleCallback
-from .targets import soft_target_loss
 from .training_args import MixupTrainingArguments
 
 logger = logging.get_logger(__name__)
@@ -53,15 +52,18 @@ _UNITS = ("epoch", "step")
 # ---------------------------------------------------------------------------------------------------- trainer
 def default_recipe(model: nn.Module) -> str:
     """The recipe a `MixupTrainer` uses when given no mixing: `"vit"` for image models (main input `pixel_values`),
-    `"text-classifier"` for every other model.
+    `"few-labels"` for every other model. Both cost one forward per step.
 
-    A measured choice for a run whose regime the trainer cannot know: on a pretrained text encoder, the
-    text-classifier recipe (manifold mixup plus RegMixup's clean loss) gained with 16 labelled examples per class and
-    was the one setting that did not lose with 2,000 (docs/results.md), where the few-labels setting lost up to 2.65
-    accuracy points. Its clean forward more than doubles the step time (2.25x); pass `MixupTrainingArguments` (e.g.
-    `from_recipe("few-labels")`) for one forward per step."""
+    A measured choice for a run whose regime the trainer cannot know: on a pretrained text encoder the few-labels
+    setting (manifold mixup, `MixConfig()`'s defaults) gained accuracy with 16 labelled examples per class and lost
+    none beyond its interval with more (docs/results.md), at no measurable step-time cost. The text-classifier recipe
+    adds RegMixup's clean forward, 2.25x the step time, which bought nothing measurable with 1,800 tweets."""
     main_input = getattr(unwrap_model(model), "main_input_name", "input_ids")
-    return "vit" if main_input == "pixel_values" else "text-classifier"
+    return "vit" if main_input == "pixel_values" else "few-labels"
+
+
+# measured by benchmarks/bench_text_overhead.py (pretrained MiniLM, batch 16 x 128 tokens, 2 CPU cores)
+CLEAN_LOSS_COST = "2.25x the step time of one forward at 16 x 128 tokens (benchmarks/bench_text_overhead.py)"
 
 
 class MixupTrainer(Trainer):
@@ -131,9 +133,9 @@ class MixupTrainer(Trainer):
             else:
                 recipe = default_recipe(model)
                 args = MixupTrainingArguments.from_recipe(recipe, **given)
-                logger.info(
-                    f"MixupTrainer: args are plain TrainingArguments; mixing with the {recipe!r} recipe "
-                    f"({get_recipe(recipe).use}). Pass MixupTrainingArguments to choose."
+                logger.warning(
+                    f"MixupTrainer: args are plain TrainingArguments, so it mixes with the {recipe!r} recipe "
+                    f"({get_recipe(recipe).use}; one forward per step). Pass MixupTrainingArguments to choose."
                 )
         config = args.mix_config()
         if mixer is not None:
@@ -141,7 +143,7 @@ class MixupTrainer(Trainer):
                 raise TypeError(f"mixer must be a hiddenmix.HiddenMixer; got {type(mixer).__name__}.")
             if not mixer.attached or mixer.entry is not unwrap_model(model):
                 raise ValueError("mixer= must be a HiddenMixer attached to the model given as model=.")
-            config = _agreeing_config(args, mixer)
+            config = args.agreeing_config(mixer.config)
 
         super().__init__(model, args, *trainer_args, **kwargs)
         if self.args.n_gpu > 1:
@@ -154,9 +156,9 @@ class MixupTrainer(Trainer):
         elif config != mixer.config:
             mixer.set_config(config)
         self.mixer = mixer
+        self._mixes = mixer.config.active
         # The plan the last training loss was computed with (after RegMixup's clean forward `mixer.plan` is None).
         self.last_plan: MixPlan | None = None
-        self.clean_loss_weight = float(self.args.clean_loss_weight)
         schedule = self.args.mix_schedule()
         if schedule is not None:
             self.add_callback(MixScheduleCallback(schedule))
@@ -244,34 +246,24 @@ class MixupTrainer(Trainer):
                 count = count / self.accelerator.num_processes
         loss = self._row_loss_sum(_logits(outputs), labels, plan) / count
         mixed_loss = loss
-        if self.clean_loss_weight > 0:
+        if self.args.clean_loss_weight > 0:
             with self.mixer.paused():
                 clean_outputs = model(**inputs)
             identity = MixPlan.identity(labels.shape[0], labels.device, site=self.mixer.config.site)
             clean_loss = self._row_loss_sum(_logits(clean_outputs), labels, identity) / count
-            loss = loss + self.clean_loss_weight * clean_loss
+            loss = loss + self.args.clean_loss_weight * clean_loss
             self._record_losses(mixed_loss, clean_loss)
         self.last_plan = plan
         self._record_plan(plan)
         return (loss, outputs) if return_outputs else loss
 
     def _row_loss_sum(self, logits: Tensor, labels: Tensor, plan: MixPlan) -> Tensor:
-        """This micro-batch's share of the step's loss, before the division by the step's count: the mean of the
-        soft-target loss over the rows (dense labels: positions) that have a target after the mix, times the rows
-        (positions) this micro-batch counts. A row or position whose partner's label is missing has no target; it is
-        left out of the mean rather than counted as a zero, so the mixed loss keeps its scale. Alone, the loss is
-        `mixer.loss`'s mean; over micro-batches and processes, their means are weighted by what each counts."""
-        targets = self.mixer.targets(labels, plan)
-        counted = self._counted_rows(labels)
-        if isinstance(targets, DenseTargets):
-            loss_sum = dense_loss_sum(logits, targets, class_dim=class_dim_of(logits, labels))
-            return loss_sum / targets.valid.sum().clamp_min(1) * counted
-        if targets.problem_type != "regression" and logits.shape[-1] != targets.target.shape[-1]:
-            raise ValueError(
-                f"the model produces {logits.shape[-1]} logits per row but the targets have "
-                f"{targets.target.shape[-1]} classes; check num_labels / MixConfig.num_classes."
-            )
-        return soft_target_loss(logits, targets) * counted  # a mean over the valid rows; no sync to count them
+        """This micro-batch's share of the step's loss, before the division by the step's count: `mixer.loss` (the
+        one loss path: the mean of the soft-target loss over the rows, or positions, that have a target after the
+        mix) times the rows (positions) this micro-batch counts. A row or position whose partner's label is missing
+        has no target; it is left out of the mean rather than counted as a zero, so the mixed loss keeps its scale.
+        Over micro-batches and processes, the means are weighted by what each counts."""
+        return self.mixer.loss(logits, labels, plan=plan) * self._counted_rows(labels)  # no sync to count rows
 
     # ------------------------------------------------------------------ logging
     def _reset_mix_stats(self) -> None:
@@ -322,7 +314,7 @@ class MixupTrainer(Trainer):
         lam_sum, samples_mixed, samples, batches, batches_mixed, loss_mixed, loss_clean, *layers = values.tolist()
         layer_ids = list(self._mix_layers)
         self._reset_mix_stats()
-        if batches == 0:
+        if batches == 0 or not self._mixes:  # a run that never mixes logs no mixing statistics
             return {}
         stats = {
             "mix/lam_mean": lam_sum / samples_mixed if samples_mixed else 1.0,
@@ -331,7 +323,7 @@ class MixupTrainer(Trainer):
         }
         for layer, count in zip(layer_ids, layers):
             stats[f"mix/layer_{layer}"] = count / batches_mixed if batches_mixed else 0.0
-        if self.clean_loss_weight > 0:
+        if self.args.clean_loss_weight > 0:
             # per optimizer step and averaged over processes, as the parent's `loss` is
             steps = batches / self.accelerator.num_processes / self.args.gradient_accumulation_steps
             scale = 1.0 / (self.accelerator.num_processes * max(steps, 1e-12))
@@ -380,40 +372,29 @@ class MixupTrainer(Trainer):
             self.load_mixer_state(os.fspath(checkpoint))
             resume_from_checkpoint = os.fspath(checkpoint)
         self._reset_mix_stats()
+        if self.args.clean_loss_weight > 0:
+            logger.warning(
+                f"MixupTrainer: clean_loss_weight={self.args.clean_loss_weight} runs a second (clean) forward and "
+                f"backward every step: {CLEAN_LOSS_COST}. Set clean_loss_weight=0 for one forward per step."
+            )
+        if not self.mixer.config.active:
+            logger.warning(
+                f"MixupTrainer: nothing is mixed in this run ({_why_no_mix(self.mixer.config)}); it trains as a plain "
+                "Trainer with the soft-target loss."
+            )
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
 
-def _agreeing_config(args: MixupTrainingArguments, mixer: HiddenMixer):
-    """The mixer's config, with `args`' label smoothing; an error if `args` set a mixing option it disagrees with."""
-    defaults = MixOptions()
-    config = mixer.config
-    clashes = [
-        f"{name}={getattr(args, name)!r} (the mixer has {getattr(config, name)!r})"
-        for name in MIX_OPTION_NAMES
-        if getattr(args, name) != getattr(defaults, name) and getattr(args, name) != getattr(config, name)
-        and not (name in ("layers", "cutmix_minmax") and _same(getattr(args, name), getattr(config, name)))
-    ]  # fmt: skip
-    smoothing = args.label_smoothing_factor
-    if smoothing > 0 and config.label_smoothing not in (0, smoothing):
-        clashes.append(f"label_smoothing_factor={smoothing} (the mixer has label_smoothing={config.label_smoothing})")
-    if clashes:
-        raise ValueError(
-            "MixupTrainer was given mixer= and args that set other mixing options: "
-            + "; ".join(clashes)
-            + ". Set them in the mixer's MixConfig, or leave them at their defaults in args."
-        )
-    return config.replace(label_smoothing=smoothing) if smoothing > 0 else config
-
-
-def _same(a: Any, b: Any) -> bool:
-    return a is not None and b is not None and tuple(a) == tuple(b)
+def _why_no_mix(config: Any) -> str:
+    if not config.enabled:
+        return "enabled=False"
+    if config.prob == 0:
+        return "prob=0"
+    return "mixup_alpha=0 and cutmix_alpha=0"
 
 
 def _logits(outputs: Any) -> Tensor:
-    if hasattr(outputs, "logits") and outputs.logits is not None:
-        return outputs.logits
-    if isinstance(outputs, dict):
-        if "logits" in outputs:
-            return outputs["logits"]
-        raise ValueError(f"the model returned no logits; its outputs hold {sorted(outputs)}.")
-    return outputs[0]
+    logits = output_logits(outputs)
+    if logits is None:
+        raise ValueError(f"the model returned no logits; its outputs are {type(outputs).__name__}.")
+    return logits

@@ -17,35 +17,29 @@ trainer = MixupTrainer(model=model, args=args, train_dataset=train)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from transformers import TrainingArguments
 
-from .config import MIX_OPTION_NAMES, MixConfig, MixOptions, check_mix_options, check_trainer_options
+from .config import (
+    MIX_OPTION_NAMES,
+    MixConfig,
+    MixOptions,
+    TrainerMixOptions,
+    check_mix_options,
+    check_trainer_options,
+)
 from .recipes import get_recipe
 from .schedule import MixSchedule
 
 
-# MixOptions first in the bases so that TrainingArguments' fields come first in the generated `__init__`:
+# The mixing bases first so that TrainingArguments' fields come first in the generated `__init__`:
 # `MixupTrainingArguments("out")` sets `output_dir`, as `TrainingArguments("out")` does.
 @dataclass
-class MixupTrainingArguments(MixOptions, TrainingArguments):
-    """`TrainingArguments` with the mixing options of `MixConfig` (see `MixOptions` for each) and these:
-
-    Args:
-        clean_loss_weight: RegMixup: weight of the loss of a clean (unmixed) forward of the same batch, added to the
-            mixed loss; 0 turns it off. It costs a second forward and backward per step.
-        mix_off_for_last: share of the training steps, at the end, with mixing off.
-        mix_off_epoch: epoch from which mixing is off (timm's `--mixup-off-epoch`); None: never.
-    """
-
-    clean_loss_weight: float = field(
-        default=0.0,
-        metadata={"help": "RegMixup: weight of a clean forward's loss added to the mixed loss (a second forward)."},
-    )
-    mix_off_for_last: float = field(default=0.0, metadata={"help": "Share of training steps, at the end, unmixed."})
-    mix_off_epoch: float | None = field(default=None, metadata={"help": "Epoch from which mixing is off (timm)."})
+class MixupTrainingArguments(MixOptions, TrainerMixOptions, TrainingArguments):
+    """`TrainingArguments` with the mixing options of `MixConfig` (`MixOptions`) and the trainer's own
+    (`TrainerMixOptions`: `clean_loss_weight`, `mix_off_for_last`, `mix_off_epoch`); see those classes for each."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -68,10 +62,37 @@ class MixupTrainingArguments(MixOptions, TrainingArguments):
             return None
         return MixSchedule(off_for_last=self.mix_off_for_last, off_epoch=self.mix_off_epoch)
 
+    def agreeing_config(self, config: MixConfig) -> MixConfig:
+        """`config` (a mixer's own) with these arguments' label smoothing; an error if these arguments set a mixing
+        option away from its default that `config` does not share (`MixupTrainer(..., mixer=...)`)."""
+        defaults = MixOptions()
+        clashes = [
+            f"{name}={getattr(self, name)!r} (the mixer has {getattr(config, name)!r})"
+            for name in MIX_OPTION_NAMES
+            if getattr(self, name) != getattr(defaults, name) and getattr(self, name) != getattr(config, name)
+            and not (name in ("layers", "cutmix_minmax") and _same(getattr(self, name), getattr(config, name)))
+        ]  # fmt: skip
+        smoothing = self.label_smoothing_factor
+        if smoothing > 0 and config.label_smoothing not in (0, smoothing):
+            clashes.append(
+                f"label_smoothing_factor={smoothing} (the mixer has label_smoothing={config.label_smoothing})"
+            )
+        if clashes:
+            raise ValueError(
+                "MixupTrainer was given mixer= and args that set other mixing options: "
+                + "; ".join(clashes)
+                + ". Set them in the mixer's MixConfig, or leave them at their defaults in args."
+            )
+        return config.replace(label_smoothing=smoothing) if smoothing > 0 else config
+
     @classmethod
     def from_recipe(cls, name: str, **kwargs: Any) -> MixupTrainingArguments:
         """Arguments with the recipe `name`'s values (`hiddenmix.RECIPES`); `kwargs` set any field, recipe's too."""
         return cls(**{**get_recipe(name).arguments, **kwargs})
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a is not None and b is not None and tuple(a) == tuple(b)
 
 
 __all__ = ["MixupTrainingArguments"]

@@ -95,3 +95,17 @@ def test_check_on_device_raises_a_value_error_on_the_cpu():
     _compat.check_on_device(torch.tensor([True, True]), "never raised")
     with pytest.raises(ValueError, match="one row is wrong"):
         _compat.check_on_device(torch.tensor([True, False]), "one row is wrong")
+
+
+def test_dir_lists_the_lazy_names_and_the_version_is_the_packages_metadata():
+    import importlib.metadata
+    import re
+
+    import hiddenmix
+
+    names = dir(hiddenmix)
+    for name in ("MixupTrainer", "MixupTrainingArguments", "MixingNotAppliedError", "save_mixed_grid"):
+        assert name in names and getattr(hiddenmix, name) is not None
+    assert set(hiddenmix.__all__) <= set(names)
+    declared = re.search(r'^version = "(.+)"$', (PACKAGE.parent / "pyproject.toml").read_text(), re.M).group(1)
+    assert hiddenmix.__version__ == importlib.metadata.version("hiddenmix") == declared

@@ -104,8 +104,8 @@ def test_a_trainer_given_plain_arguments_uses_the_recipe_for_its_models_kind(tmp
 
     plain = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], seed=0)
     text = MixupTrainer(model=tiny_model(), args=plain)
-    assert text.mixer.config == get_recipe("text-classifier").mix_config(seed=0)
-    assert text.clean_loss_weight == get_recipe("text-classifier").arguments.get("clean_loss_weight", 0.0)
+    assert text.mixer.config == get_recipe("few-labels").mix_config(seed=0)
+    assert text.args.clean_loss_weight == 0.0  # one forward per step
     config = ViTConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=16, num_hidden_layers=2,
                        num_attention_heads=2, intermediate_size=32)  # fmt: skip
     trainer = MixupTrainer(model=ViTForImageClassification(config), args=plain)
@@ -123,9 +123,9 @@ def test_trainer_adds_the_schedule_of_arguments_that_turn_mixing_off_at_the_end(
 
 # ---------------------------------------------------------------------------------------------- the scripts
 def test_the_text_script_uses_its_recipe_unless_told_otherwise(tmp_path):
-    recipe = get_recipe("text-classifier")
+    recipe = get_recipe("few-labels")
     _, run, args = text_script.parse([])
-    assert run.recipe == "text-classifier"
+    assert run.recipe == "few-labels"
     assert args.mix_config() == recipe.mix_config(seed=args.seed)
     assert args.clean_loss_weight == recipe.arguments.get("clean_loss_weight", 0.0)
     _, run, args = text_script.parse(["--recipe", "none"])

@@ -233,7 +233,7 @@ BAD = {
     ),  # fmt: skip
     "unknown-site": (
         lambda tmp: ["--site", "pixels"],
-        r"site='pixels' is not allowed; choose one of \['input', 'embeddings', 'hidden'\]",
+        r"argument --site: invalid choice: 'pixels' \(choose from 'input', 'embeddings', 'hidden'\)",
     ),
     "unknown-shift": (
         lambda tmp: ["--eval_shifts", "typos:0.1"],

@@ -320,7 +320,7 @@ def test_a_mixer_with_plain_training_arguments_mixes_as_the_mixer_says_not_as_a_
     plain = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
     trainer = MixupTrainer(model=model, args=plain, mixer=mixer)
     assert trainer.mixer is mixer and mixer.config.mixup_alpha == 0.2
-    assert trainer.clean_loss_weight == 0.0  # no recipe's clean forward the user never asked for
+    assert trainer.args.clean_loss_weight == 0.0  # no recipe's clean forward the user never asked for
 
 
 def test_training_arguments_with_fields_the_trainer_does_not_know_are_refused_by_name(tmp_path):

@@ -137,7 +137,11 @@ def parse_args(
             parser.set_defaults(**{k: list(v) if isinstance(v, tuple) else v for k, v in arguments.items()})
     parser.set_defaults(**values)
 
-    parsed, extra = parser.parse_known_args(args)
+    parser.exit_on_error = False  # a bad value (e.g. a choice) is an InputError like every other bad input
+    try:
+        parsed, extra = parser.parse_known_args(args)
+    except argparse.ArgumentError as err:
+        raise InputError(str(err)) from err
     if extra:
         first = next((a for a in extra if a.startswith("-")), extra[0])
         name = first.split("=", 1)[0]

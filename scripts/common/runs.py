@@ -135,15 +135,12 @@ def planned_runs(args: Any, run: RunArguments) -> dict[str, Any]:
     """`{run name: MixupTrainingArguments}`: the no-mix baseline (with `run.baseline`, or when mixing is off) and the
     mixed run (when `args.enabled`), each with its own folder under `output_dir`. The baseline's mixer sits where the
     mixed run's does (only `enabled` and the trainer's mixing options differ), so both attach to the same places."""
+    from hiddenmix.config import TRAINER_MIX_OPTIONS
+
     runs = {}
     if run.baseline or not args.enabled:
         runs["no-mix"] = replace_args(
-            args,
-            enabled=False,
-            clean_loss_weight=0.0,
-            mix_off_for_last=0.0,
-            mix_off_epoch=None,
-            output_dir=os.path.join(args.output_dir, "no-mix"),
+            args, enabled=False, **TRAINER_MIX_OPTIONS, output_dir=os.path.join(args.output_dir, "no-mix")
         )
     if args.enabled:
         name = f"{args.site}-mix"
@@ -279,6 +276,8 @@ def run_summary(
     **extra: Any,
 ) -> dict:
     """What `results.json` holds: the setting of the runs, the versions, each run's metrics, the command."""
+    from hiddenmix.config import TRAINER_MIX_OPTIONS
+
     mixed = runs[list(runs)[-1]]
     return {
         "model": model,
@@ -289,7 +288,7 @@ def run_summary(
         **extra,
         "run": dataclasses.asdict(run),
         "mix_config": dataclasses.asdict(mixed.mix_config()),
-        "trainer_mixing": {k: getattr(mixed, k) for k in ("clean_loss_weight", "mix_off_for_last", "mix_off_epoch")},
+        "trainer_mixing": {k: getattr(mixed, k) for k in TRAINER_MIX_OPTIONS},
         "training": {
             k: getattr(mixed, k)
             for k in (
