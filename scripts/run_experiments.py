@@ -12,6 +12,14 @@ mixing differs. The report (printed and written as `report.md` in the grid's fol
 mean ± std over seeds, and the paired differences to the baseline of the same seed with their 95 % t-interval; a
 grid with `axes:` also gets one figure per axis (`<axis>.png`): the paired differences against the axis, with
 their intervals.
+
+The confirmation protocol: unless a grid says `confirmation: false`, its runs set apart half of the evaluation rows
+as test rows (`--eval_test_share 0.5`: the same rows for every seed and setting) and, for text, drop the evaluation
+rows whose text occurs in the training split (`--eval_dedup true`); `confirmation: {eval_test_share: ...,
+eval_dedup: ...}` sets other values. Every run writes its predictions (`predictions.npz`). The report's tables and
+figures then score the development rows only, and one more table per dataset confirms each setting on the test
+rows: a paired bootstrap over seeds and test rows (`paired_bootstrap`). The grids measured before the protocol say
+`confirmation: false`, so that they resume and report as they were made.
 """
 
 from __future__ import annotations
@@ -32,6 +40,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "no-mix"
+# the confirmation protocol's options for the runs of a grid's script (a grid without `confirmation:` gets them)
+CONFIRMATION = {
+    "train_text_classifier.py": {"eval_test_share": 0.5, "eval_dedup": True},
+    "train_vit.py": {"eval_test_share": 0.5},  # images have no text to match against the training rows
+}
 
 
 def load_grid(path: str) -> dict:
@@ -54,7 +67,34 @@ def load_grid(path: str) -> dict:
     grid.setdefault("script", "scripts/train_text_classifier.py")
     if not (ROOT / grid["script"]).is_file():
         raise ValueError(f"grid {path}: script={grid['script']!r} is not a file under {ROOT}.")
+    confirmation = grid.setdefault("confirmation", True)
+    allowed = ("eval_test_share", "eval_dedup")
+    if not isinstance(confirmation, bool) and not (
+        isinstance(confirmation, dict) and confirmation and set(confirmation) <= set(allowed)
+    ):
+        raise ValueError(
+            f"grid {path}: confirmation={confirmation!r} is not allowed; allowed: true (the default: "
+            f"{protocol_options(grid['script'], True) or 'nothing for this script'}), false, or a mapping of "
+            f"{' / '.join(allowed)}."
+        )
     return grid
+
+
+def protocol_options(script: str, confirmation: bool | dict) -> dict:
+    """The run options of a grid's `confirmation:` for its `script`: `CONFIRMATION`'s (true), none (false), or
+    those the mapping gives on top of `CONFIRMATION`'s."""
+    if confirmation is False:
+        return {}
+    defaults = dict(CONFIRMATION.get(Path(script).name, {}))
+    return defaults if confirmation is True else {**defaults, **confirmation}
+
+
+def run_options(grid: dict, dataset: str, setting: str | None = None) -> dict:
+    """The script options of a run: the confirmation protocol's, then the grid's `common`, the dataset entry's and
+    the setting's (each overriding the ones before)."""
+    protocol = protocol_options(grid.get("script", "scripts/train_text_classifier.py"), grid.get("confirmation", True))
+    setting_options = grid["settings"][setting] if setting is not None else {}
+    return {**protocol, **grid.get("common", {}), **dataset_options(grid, dataset), **setting_options}
 
 
 def as_flags(options: dict) -> list[str]:
@@ -106,7 +146,7 @@ def run_all(
     print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} done, {len(todo)} to run", flush=True)
     for i, (dataset, setting, seed) in enumerate(todo, 1):
         folder = out / dataset / setting / f"seed{seed}"
-        options = {**grid.get("common", {}), **dataset_options(grid, dataset), **grid["settings"][setting]}
+        options = run_options(grid, dataset, setting)
         # "{seed}" in a value is the run's seed (e.g. `split_seed: "{seed}"`: each seed draws its own subset)
         options = {k: v.format(seed=seed) if isinstance(v, str) else v for k, v in options.items()}
         # options set to null (e.g. max_train_samples: null = every row) cannot be flags: they go in a --config file
@@ -151,8 +191,13 @@ def dataset_options(grid: dict, dataset: str) -> dict:
     return {k: v for k, v in grid["datasets"][dataset].items() if k not in ("settings", "seeds")}
 
 
-def collect(grid: dict) -> dict:
-    """`{dataset: {setting: {seed: metrics}}}` of the runs that finished."""
+def collect(grid: dict, part: str | None = "dev") -> dict:
+    """`{dataset: {setting: {seed: metrics}}}` of the runs that finished.
+
+    Args:
+        part: of a run whose evaluation rows are split (`dev/...` and `test/...` metrics), the metrics of this part
+            in place of those of all its rows (`part_metrics`); None keeps those of all the rows.
+    """
     out = Path(grid["output_dir"])
     table: dict = {}
     for dataset in grid["datasets"]:
@@ -161,8 +206,22 @@ def collect(grid: dict) -> dict:
                 path = out / dataset / setting / f"seed{seed}" / "results.json"
                 if path.exists():
                     (metrics,) = json.loads(path.read_text())["results"].values()
+                    if part is not None:
+                        metrics = part_metrics(metrics, part)
                     table.setdefault(dataset, {}).setdefault(setting, {})[seed] = metrics
     return table
+
+
+PARTS = ("dev", "test")
+
+
+def part_metrics(metrics: dict, part: str) -> dict:
+    """A run's metrics with those of one part of its evaluation rows (`dev/accuracy` as `accuracy`, ...) in place of
+    those of all the rows, and `part` set to it; the metrics of a run without parts, unchanged."""
+    if not any(k.startswith(f"{part}/") for k in metrics):
+        return metrics
+    kept = {k: v for k, v in metrics.items() if not k.startswith(tuple(f"{p}/" for p in PARTS))}
+    return {**kept, **{k[len(part) + 1 :]: v for k, v in metrics.items() if k.startswith(f"{part}/")}, "part": part}
 
 
 # metric: (name in the tables, scale, digits, higher is better)
@@ -190,6 +249,188 @@ def interval(diffs: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
         return mean, float("nan"), float("nan")
     half = stats.t.ppf(0.5 + level / 2, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs))
     return mean, mean - half, mean + half
+
+
+# ---------------------------------------------------------------------------------------------- confirmation
+BOOTSTRAP_REPLICATES = 2000
+BOOTSTRAP_SEED = 0
+
+
+def confirmation_predictions(
+    grid: dict, dataset: str, setting: str
+) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`{seed: (row ids, labels, probabilities)}` of the test rows of a dataset entry's runs of `setting` (those
+    with a `predictions.npz` that has test rows)."""
+    found = {}
+    for seed in seeds_of(grid, dataset):
+        path = Path(grid["output_dir"]) / dataset / setting / f"seed{seed}" / "predictions.npz"
+        if not path.exists():
+            continue
+        with np.load(path) as saved:
+            test = saved["parts"] == "test"
+            if test.any():
+                (probs,) = saved["probs"]  # a grid's run folder holds one run
+                found[seed] = (saved["rows"][test], saved["labels"][test], probs[test])
+    return found
+
+
+def _per_row(labels: np.ndarray, probs: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`(correct, nll, calibration gaps [N, n_bins])` of each row: summed over rows and divided by their number,
+    the gaps' absolute values give the ECE (the estimator of `hiddenmix.metrics`)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    confidence = probs.max(-1)
+    correct = (probs.argmax(-1) == labels).astype(np.float64)
+    chosen = probs[np.arange(len(labels)), labels]
+    nll = -np.log(np.clip(chosen, np.finfo(np.float32).tiny, None))
+    bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    gaps = np.zeros((len(labels), n_bins))
+    gaps[np.arange(len(labels)), bins] = correct - confidence
+    return correct, nll, gaps
+
+
+def paired_bootstrap(
+    setting: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    base: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    *,
+    replicates: int = BOOTSTRAP_REPLICATES,
+    level: float = 0.95,
+    seed: int = BOOTSTRAP_SEED,
+    n_bins: int = 15,
+) -> dict:
+    """The paired difference (setting minus baseline) of accuracy, NLL and ECE on the test rows, with its bootstrap
+    interval over seeds and test rows.
+
+    Each of `replicates` resamples draws the seeds with replacement and the test rows with replacement; the same
+    rows serve every drawn seed (all the seeds were scored on the same test rows, so which rows happen to be in the
+    test set is shared by them) and both the setting and the baseline run of a seed. The resample's difference is
+    the mean over its seeds of the metric of the setting minus that of the baseline, each on the resampled rows.
+    The interval is the two-sided percentile interval of the resamples; the mean is the difference on every seed
+    and every row. A fixed `seed` makes it reproducible.
+
+    Args:
+        setting: `{seed: (row ids [N], class ids [N], probabilities [N, C])}` of the setting's runs.
+        base: the same of the baseline runs; only the seeds in both count, and only the rows every run has.
+        replicates: number of resamples.
+        level: coverage of the interval.
+        seed: seed of the resampling.
+        n_bins: confidence bins of the ECE.
+
+    Returns:
+        `{"seeds": S, "rows": N, "accuracy": (mean, low, high), "nll": (...), "ece": (...)}`.
+
+    Raises:
+        ValueError: no seed or no row in common, the runs disagree on a row's label, or a bad `replicates` /
+            `level`.
+    """
+    if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1:
+        raise ValueError(f"replicates={replicates!r} is not allowed; allowed: an integer >= 1.")
+    if not 0 < level < 1:
+        raise ValueError(f"level={level!r} is not allowed; allowed: a number in (0, 1).")
+    seeds = sorted(s for s in setting if s in base)
+    if not seeds:
+        raise ValueError(
+            f"paired_bootstrap: no seed has both a setting run ({sorted(setting)}) and a baseline run "
+            f"({sorted(base)})."
+        )
+    runs = [entry for s in seeds for entry in (setting[s], base[s])]
+    rows = runs[0][0]
+    for entry in runs[1:]:
+        rows = np.intersect1d(rows, entry[0])
+    if len(rows) == 0:
+        raise ValueError("paired_bootstrap: the runs have no test row in common.")
+
+    def aligned(entry: tuple) -> tuple[np.ndarray, np.ndarray]:
+        ids, labels, probs = (np.asarray(a) for a in entry)
+        order = np.argsort(ids, kind="stable")
+        take = order[np.searchsorted(ids[order], rows)]
+        return labels[take], probs[take]
+
+    labels = aligned(runs[0])[0]
+    # per seed, setting minus baseline: (correct, nll) per row [S, N] and the calibration gaps [S, N, bins] of each
+    diffs, gaps = [], []
+    for s in seeds:
+        ours, theirs = aligned(setting[s]), aligned(base[s])
+        if not (np.array_equal(ours[0], labels) and np.array_equal(theirs[0], labels)):
+            raise ValueError(
+                f"paired_bootstrap: the runs of seed {s} give a test row another label than seed {seeds[0]}."
+            )
+        a, b = _per_row(labels, ours[1], n_bins), _per_row(labels, theirs[1], n_bins)
+        diffs.append(np.stack([a[0] - b[0], a[1] - b[1]]))
+        gaps.append((a[2], b[2]))
+    diffs = np.stack(diffs)  # [S, 2, N]
+    n_seeds, n_rows = len(seeds), len(rows)
+
+    def estimate(seed_counts: np.ndarray, row_counts: np.ndarray) -> np.ndarray:
+        """`[B, 3]`: the mean differences of accuracy, NLL and ECE of B resamples (counts of each seed and row)."""
+        means = np.einsum("bn,skn->bsk", row_counts, diffs) / n_rows  # [B, S, 2]
+        ece = (
+            np.stack(
+                [np.abs(row_counts @ ours).sum(-1) - np.abs(row_counts @ theirs).sum(-1) for ours, theirs in gaps],
+                axis=1,
+            )
+            / n_rows
+        )  # [B, S]
+        per_seed = np.concatenate([means, ece[..., None]], axis=-1)  # [B, S, 3]
+        return np.einsum("bs,bsk->bk", seed_counts, per_seed) / n_seeds
+
+    point = estimate(np.ones((1, n_seeds)), np.ones((1, n_rows)))[0]
+    rng = np.random.default_rng(seed)
+    draws = []
+    for start in range(0, replicates, 250):  # in blocks, to bound the memory of the row counts
+        block = range(start, min(start + 250, replicates))
+        seed_counts, row_counts = [], []
+        for _ in block:
+            seed_counts.append(np.bincount(rng.integers(0, n_seeds, n_seeds), minlength=n_seeds))
+            row_counts.append(np.bincount(rng.integers(0, n_rows, n_rows), minlength=n_rows))
+        draws.append(estimate(np.array(seed_counts, dtype=np.float64), np.array(row_counts, dtype=np.float64)))
+    low, high = np.percentile(np.concatenate(draws), [50 * (1 - level), 50 * (1 + level)], axis=0)
+    result: dict = {"seeds": n_seeds, "rows": n_rows}
+    for k, metric in enumerate(("accuracy", "nll", "ece")):
+        result[metric] = (float(point[k]), float(low[k]), float(high[k]))
+    return result
+
+
+def confirmation_lines(grid: dict, dataset: str, settings: Sequence[str]) -> list[str]:
+    """The report's confirmation table of a dataset entry: each setting against no mix on the test rows
+    (`paired_bootstrap`); no lines where the runs have no test rows."""
+    base = confirmation_predictions(grid, dataset, BASELINE)
+    if not base:
+        return []
+    n_bins = _ece_bins(grid, dataset)
+    lines = []
+    for setting in settings:
+        ours = confirmation_predictions(grid, dataset, setting) if setting != BASELINE else {}
+        if not any(s in base for s in ours):
+            continue
+        result = paired_bootstrap(ours, base, n_bins=n_bins)
+        cells = []
+        for metric in ("accuracy", "nll", "ece"):
+            _, scale, digits, _ = METRICS[metric]
+            mean, low, high = (v * scale for v in result[metric])
+            cells.append(f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]")
+        lines.append(f"| {setting} | {result['seeds']} | {result['rows']} | " + " | ".join(cells) + " |")
+    if not lines:
+        return []
+    return [
+        "",
+        f"Confirmation on the test rows (set apart before any run; the tables above never score them): paired "
+        f"bootstrap over seeds and test rows ({BOOTSTRAP_REPLICATES} resamples, RNG seed {BOOTSTRAP_SEED}; each "
+        "draws the seeds and, shared by them and by each setting and its no-mix run, the test rows, with "
+        "replacement). Δ: setting minus no mix, mean [95 % percentile interval]; accuracy and ECE in points.",
+        "",
+        "| setting | n seeds | n test rows | Δacc | ΔNLL | ΔECE |",
+        "|---|---|---|---|---|---|",
+        *lines,
+    ]
+
+
+def _ece_bins(grid: dict, dataset: str) -> int:
+    """The ECE bins the dataset entry's no-mix runs were scored with (15 where their results.json does not say)."""
+    for seed in seeds_of(grid, dataset):
+        path = Path(grid["output_dir"]) / dataset / BASELINE / f"seed{seed}" / "results.json"
+        if path.exists():
+            return int(json.loads(path.read_text()).get("run", {}).get("ece_bins", 15))
+    return 15
 
 
 def verdict(seeds: dict, base: dict, metrics: Sequence[str] = ("accuracy", "nll", "ece")) -> str:
@@ -240,8 +481,14 @@ def report(grid: dict) -> str:
     )
     for dataset, settings in table.items():
         base = settings.get(BASELINE, {})
-        options = {**grid.get("common", {}), **dataset_options(grid, dataset)}
+        options = run_options(grid, dataset)
         lines += ["", f"## {dataset}", "", f"Options: `{' '.join(as_flags(options))}`", ""]
+        if any(r.get("part") == "dev" for seeds in settings.values() for r in seeds.values()):
+            lines += [
+                "Development rows: the tables below score the runs on the evaluation rows that are not test rows; "
+                "the test rows are scored only in the confirmation table.",
+                "",
+            ]
         curve = _final_loss(base)
         if curve:
             lines += [f"No-mix training loss, mean over seeds: {curve}.", ""]
@@ -273,6 +520,7 @@ def report(grid: dict) -> str:
             n = len(paired(seeds, base, "accuracy"))
             judged = ("f1", "nll", "ece") if tagging else ("accuracy", "nll", "ece")
             lines.append(f"| {setting} | {n} | " + " | ".join(cells) + f" | {verdict(seeds, base, judged)} |")
+        lines += confirmation_lines(grid, dataset, list(settings))
     lines += ["", "Settings:", ""]
     lines += [f"- `{name}`: `{' '.join(as_flags(opts)) or '(defaults)'}`" for name, opts in grid["settings"].items()]
     lines += ["", f"Command: `python scripts/run_experiments.py --grid {grid.get('_path', '...')}`", ""]

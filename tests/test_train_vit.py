@@ -90,6 +90,25 @@ def test_each_method_trains_on_digits_and_writes_both_runs(tmp_path, method):
     assert png.startswith(PNG_MAGIC) and len(png) > 10_000
 
 
+def test_test_rows_of_images_are_scored_apart_on_clean_and_shifted_images_and_saved(tmp_path):
+    out = tmp_path / "out"
+    results, written = run(out, "--enabled", "false", "--eval_test_share", "0.25", "--eval_shifts", "noise:0.3")
+    protocol = written["eval_protocol"]
+    assert protocol["dev_rows"] + protocol["test_rows"] == 64 and 8 <= protocol["test_rows"] <= 24
+    saved = np.load(out / "predictions.npz")
+    rows, labels, parts, (probs,) = saved["rows"], saved["labels"], saved["parts"], saved["probs"]
+    assert np.all(np.diff(rows) > 0) and rows.max() >= 64  # ids of the evaluation rows as loaded, in order
+    assert (parts == "test").sum() == protocol["test_rows"]
+    metrics = results["no-mix"]
+    for part in ("dev", "test"):
+        keep = parts == part
+        assert metrics[f"{part}/accuracy"] == pytest.approx((probs[keep].argmax(-1) == labels[keep]).mean())
+        assert f"{part}/shift/noise:0.3/accuracy" in metrics
+    with pytest.raises(ValueError, match=r"eval_dedup=True matches the rows' text, and the data has columns"):
+        run(tmp_path / "refused", "--eval_dedup", "true")
+    assert not (tmp_path / "refused").exists()
+
+
 def test_an_rgb_imagefolder_is_resized_converted_and_split(tmp_path):
     data = image_folder(tmp_path / "folder", {"": {"cat": 10, "dog": 10, "owl": 10}}, rgb_size=12)
     out = tmp_path / "out"

@@ -75,6 +75,26 @@ def _option_value(args: list[str], flag: str) -> str | None:
     return value
 
 
+def _mixing_first(parser: argparse.ArgumentParser) -> None:
+    """Show the mixing options and the recipes first in `--help`, before the script's and transformers' options."""
+    from hiddenmix import RECIPES
+    from hiddenmix.config import MIX_OPTION_NAMES, TRAINER_MIX_OPTIONS
+
+    names = {"recipe", *MIX_OPTION_NAMES, *TRAINER_MIX_OPTIONS}
+    recipes = "\n".join(f"  {name:<16} {recipe.use}" for name, recipe in RECIPES.items())
+    group = parser.add_argument_group(
+        "mixing options (hiddenmix)", f"--recipe NAME starts them from a measured recipe:\n{recipes}"
+    )
+    for action in parser._actions:
+        if action.dest in names:
+            for other in parser._action_groups:
+                if other is not group and action in other._group_actions:
+                    other._group_actions.remove(action)
+            group._group_actions.append(action)
+    parser._action_groups.remove(group)
+    parser._action_groups.insert(0, group)
+
+
 def parse_args(
     dataclass_types: Sequence[type],
     args: Sequence[str] | None = None,
@@ -108,6 +128,7 @@ def parse_args(
         metavar="FILE.yaml",
         help="A YAML file of option: value; the command line overrides it, and it overrides --recipe.",
     )
+    _mixing_first(parser)
     known = {f.name for dtype in dataclass_types for f in dataclasses.fields(dtype)}
     flags = sorted({s for action in parser._actions for s in action.option_strings})
     for key in defaults or {}:

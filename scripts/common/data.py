@@ -437,6 +437,76 @@ def flip_labels(part, share: float, num_labels: int, seed: int):
     return part.remove_columns("labels").add_column("labels", noisy.tolist())
 
 
+# ---------------------------------------------------------------------------------------------- confirmation
+# The seed of the development / test split of the evaluation rows: fixed, so a row is a test row for every training
+# seed, split seed and grid alike.
+EVAL_PART_SEED = 0
+
+
+def normalise_text(text: str) -> str:
+    """`text` lowercased, with its runs of whitespace collapsed to one space and stripped: the form in which an
+    evaluation text is matched against the training texts."""
+    return " ".join(str(text).lower().split())
+
+
+def _text_keys(part, columns: Sequence[str]) -> list[str]:
+    """The normalised text of each row (a text pair joined by a newline, which no normalised text holds)."""
+    present = [list(part[c]) for c in columns if c in part.column_names]
+    return ["\n".join(normalise_text(v) for v in row) for row in zip(*present)]
+
+
+def drop_train_overlap(train, validation, columns: Sequence[str] = ("text", "text_pair")) -> tuple[Any, int]:
+    """`(validation, removed)`: the evaluation rows whose text (and text pair) also occurs among the training rows,
+    compared after `normalise_text`, are removed; `removed` says how many.
+
+    Pass every training row (before any subset, calibration hold-out or label flip is drawn), so the rows left are
+    the same for every seed.
+
+    Raises:
+        InputError: the texts are not strings, or every evaluation row occurs in the training rows.
+    """
+    if "text" not in validation.column_names or "text" not in train.column_names:
+        raise InputError(
+            f"eval_dedup=True matches the rows' text, and the data has columns {validation.column_names}; allowed: "
+            "text data (a `text` column)."
+        )
+    seen = set(_text_keys(train, columns))
+    kept = [i for i, key in enumerate(_text_keys(validation, columns)) if key not in seen]
+    if not kept:
+        raise InputError(
+            f"eval_dedup=True removes all {len(validation)} evaluation rows: each of their texts occurs in the "
+            "training split; give evaluation rows the training split does not hold, or leave eval_dedup false."
+        )
+    removed = len(validation) - len(kept)
+    return (validation.select(kept) if removed else validation), removed
+
+
+def eval_test_rows(labels: Sequence[int], test_share: float, *, seed: int = EVAL_PART_SEED, stratify: bool = True):
+    """Which evaluation rows are test rows (True) and which development rows (False): `test_share` of them.
+
+    The rows are ordered by label (when `stratify`), at random within a label, and every `1 / test_share`-th of
+    them, from a random offset, is a test row (systematic sampling): each label gets within one row of
+    `test_share` of its rows, and all the labels within one row of `test_share` of all the rows. Only `seed`
+    draws the order, so the split depends on the evaluation rows alone, never on a training seed.
+
+    Raises:
+        ValueError: `test_share` is not in (0, 1).
+    """
+    if not 0 < test_share < 1:
+        raise ValueError(f"eval_test_share={test_share!r} is not allowed; allowed: a share in (0, 1).")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(labels))
+    if stratify:
+        order = order[np.argsort(labels[order], kind="stable")]
+    offset = rng.random()
+    position = np.arange(len(labels))
+    picked = np.floor((position + 1) * test_share + offset) > np.floor(position * test_share + offset)
+    test = np.zeros(len(labels), dtype=bool)
+    test[order[picked]] = True
+    return test
+
+
 # ---------------------------------------------------------------------------------------------- shifts
 # QWERTY neighbours, for substitutions a finger would make
 _KEYBOARD = ["qwertyuiop", "asdfghjkl", "zxcvbnm"]

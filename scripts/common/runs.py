@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -74,6 +74,28 @@ class RunArguments:
             "occlude:AREA (images)."
         },
     )
+    eval_test_share: float = dataclasses.field(
+        default=0.0,
+        metadata={
+            "help": "Share of the evaluation rows set apart as test rows: drawn once with a fixed seed, stratified by "
+            "label, the same for every training seed; each evaluation is also scored on the development and the "
+            "test rows apart (dev/..., test/...). 0: no split."
+        },
+    )
+    eval_dedup: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "Remove the evaluation rows whose text (lowercased, whitespace collapsed) occurs in the training "
+            "split; results.json says how many (text data only)."
+        },
+    )
+    save_predictions: bool = dataclasses.field(
+        default=True,
+        metadata={
+            "help": "Write predictions.npz beside results.json: each evaluation row's id, label, part (dev / test) "
+            "and each run's class probabilities."
+        },
+    )
     ece_bins: int = dataclasses.field(default=15, metadata={"help": "Confidence bins of the ECE and the diagram."})
     plot: bool = dataclasses.field(default=True, metadata={"help": "Write reliability.png."})
     save_model: bool = dataclasses.field(
@@ -96,6 +118,11 @@ class RunArguments:
             )
         if not 0 <= self.label_noise < 1:
             raise ValueError(f"label_noise={self.label_noise!r} is not allowed; allowed: a share in [0, 1).")
+        if isinstance(self.eval_test_share, bool) or not 0 <= self.eval_test_share < 1:
+            raise ValueError(
+                f"eval_test_share={self.eval_test_share!r} is not allowed; allowed: a share in [0, 1) (0: no test "
+                "rows)."
+            )
         for name in ("train_samples_per_class", "max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -148,6 +175,23 @@ def planned_runs(args: Any, run: RunArguments) -> dict[str, Any]:
     return runs
 
 
+def first_model(build: Callable[[], Any], runs: dict, seed: int) -> Any:
+    """The first run's model (what `build` returns), built now (after seeding, as every run's is), with the mixer of
+    every run attached to it and removed again: a model that cannot load, or a mixing setting that cannot apply to it
+    (`--layers 9` of a 6-layer model, CutMix after Swin's stages), is refused before any run starts or any folder is
+    written. The other runs build theirs when they start, so the model is loaded once per run."""
+    import torch
+
+    from hiddenmix import HiddenMixer
+
+    torch.manual_seed(seed)
+    built = build()
+    model = built[-1] if isinstance(built, tuple) else built  # `(tokenizer, model)` from the text scripts' builds
+    for run_args in runs.values():
+        HiddenMixer(model, run_args.mix_config()).remove()
+    return built
+
+
 def score_logits(
     logits: np.ndarray, labels: np.ndarray, temperature: float | None = None, *, n_bins: int = 15
 ) -> dict:
@@ -158,6 +202,26 @@ def score_logits(
 
     scaled = logits if temperature is None else logits / temperature
     return classification_metrics(n_bins=n_bins)(EvalPrediction(predictions=scaled, label_ids=labels))
+
+
+class EvalPredictions(NamedTuple):
+    """One run's predictions on the evaluation rows, ordered by row id."""
+
+    probs: np.ndarray  # [N, C] class probabilities
+    labels: np.ndarray  # [N] class ids
+    rows: np.ndarray  # [N] each row's id: its index in the evaluation split as loaded
+    parts: np.ndarray  # [N] "dev" or "test" (with eval_test_share), else "all"
+
+
+# the columns the evaluation rows carry for the confirmation protocol (read before scoring, never given to a model)
+EVAL_COLUMNS = ("eval_row", "eval_part")
+
+
+def _eval_column(part: Any, name: str) -> np.ndarray | None:
+    """The column `name` of a dataset of evaluation rows (past any `with_transform`), or None where it has none."""
+    if name not in getattr(part, "column_names", ()):
+        return None
+    return np.asarray(list(part.with_format(None)[name]))
 
 
 # the metrics a run's line and table show, where the run has them
@@ -174,7 +238,7 @@ def train_and_score(
     position: str = "",
     score: Callable[..., dict] | None = None,
     **trainer_kwargs: Any,
-) -> tuple[dict, tuple[np.ndarray, np.ndarray] | None]:
+) -> tuple[dict, EvalPredictions | None]:
     """Train `model` with `args` and score it on `data["validation"]` (and on each of `data["shifts"]`).
 
     With `data["calibration"]`, a temperature is fitted on those held-out rows and every evaluation is scored again
@@ -184,9 +248,13 @@ def train_and_score(
         score: `score(logits, labels, temperature=None) -> metrics`; default: single-label classification
             (accuracy, macro-F1, NLL, ECE).
 
+    Evaluation rows with an `eval_part` column (`run.eval_test_share`) are also scored on their development and
+    their test rows apart: `dev/<metric>` and `test/<metric>` (`dev/shift/<spec>/...` for a shifted set), beside
+    the metrics of all of them.
+
     Returns:
         The metrics (shifted sets under `shift/<spec>/...`, training seconds, the training loss curve) and, for
-        single-label classification, `(probabilities, labels)` of the evaluation set (None otherwise).
+        single-label classification, the `EvalPredictions` of the evaluation set (None otherwise).
     """
     import torch
 
@@ -195,7 +263,10 @@ def train_and_score(
 
     score = score or functools.partial(score_logits, n_bins=run.ece_bins)
     trainer_kwargs.setdefault("compute_metrics", classification_metrics(n_bins=run.ece_bins))
-    what = "no mixing" if not args.enabled else f"mixing at site={args.site!r}"
+    config = args.mix_config()
+    what = f"mixing at site={args.site!r}" if config.active else "no mixing"
+    if args.enabled and not config.active:
+        what += " (mixup_alpha and cutmix_alpha are 0, or prob is 0)"
     print(f"[{position}] {name}: training with {what} ...", flush=True)
     trainer = MixupTrainer(
         model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"], **trainer_kwargs
@@ -207,22 +278,35 @@ def train_and_score(
     if data.get("calibration") is not None:  # fitted on held-out training rows, applied to the evaluation logits
         held_out = trainer.predict(data["calibration"])
         temperature = fit_temperature(held_out.predictions, held_out.label_ids)
+
+    def scored(logits: np.ndarray, labels: np.ndarray) -> dict:
+        scores = score(logits, labels)
+        if temperature is not None:
+            scaled = score(logits, labels, temperature)
+            scores.update(nll_ts=scaled["nll"], ece_ts=scaled["ece"])
+        return scores
+
     metrics: dict[str, Any] = {}
     curves = None
     for split, part in [
         ("", data["validation"]),
         *[(f"shift/{s}/", p) for s, p in (data.get("shifts") or {}).items()],
     ]:
-        prediction = trainer.predict(part)
+        rows, parts = (_eval_column(part, name) for name in EVAL_COLUMNS)
+        held = [c for c in EVAL_COLUMNS if c in getattr(part, "column_names", ())]
+        prediction = trainer.predict(part.remove_columns(held) if held else part)
         logits, labels = np.asarray(prediction.predictions), np.asarray(prediction.label_ids)
-        scores = score(logits, labels)
-        if temperature is not None:
-            scaled = score(logits, labels, temperature)
-            scores.update(nll_ts=scaled["nll"], ece_ts=scaled["ece"])
-        metrics.update({f"{split}{k}": v for k, v in scores.items()})
+        metrics.update({f"{split}{k}": v for k, v in scored(logits, labels).items()})
+        if parts is not None:
+            for name in ("dev", "test"):
+                keep = parts == name
+                metrics.update({f"{name}/{split}{k}": v for k, v in scored(logits[keep], labels[keep]).items()})
         if not split and logits.ndim == 2:
             probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()
-            curves = (probs, labels)
+            rows = np.arange(len(labels)) if rows is None else rows
+            parts = np.full(len(labels), "all") if parts is None else parts
+            order = np.argsort(rows, kind="stable")
+            curves = EvalPredictions(probs[order], labels[order], rows[order], parts[order])
     if temperature is not None:
         metrics["temperature"] = temperature
     metrics["train_seconds"] = seconds
@@ -240,26 +324,63 @@ def train_and_score(
     return metrics, curves
 
 
+def save_predictions(path: str | os.PathLike, curves: dict[str, EvalPredictions]) -> None:
+    """Write the runs' predictions on the same evaluation rows to a compressed `.npz`, whole or not at all.
+
+    It holds `rows` (each row's id: its index in the evaluation split as loaded), `labels`, `parts` (`dev` / `test`,
+    or `all` without a test share), `runs` (the run names) and `probs` (`[runs, rows, classes]`, float32).
+
+    Raises:
+        ValueError: the runs were scored on different rows.
+    """
+    first = next(iter(curves.values()))
+    for name, c in curves.items():
+        if not (np.array_equal(c.rows, first.rows) and np.array_equal(c.labels, first.labels)):
+            raise ValueError(f"save_predictions: run {name!r} was scored on other evaluation rows than the first run.")
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as file:
+        np.savez_compressed(
+            file,
+            rows=first.rows.astype(np.int64),
+            labels=first.labels.astype(np.int64),
+            parts=first.parts.astype(str),
+            runs=np.array(list(curves), dtype=str),
+            probs=np.stack([c.probs for c in curves.values()]).astype(np.float32),
+        )
+    tmp.replace(path)
+
+
 def write_results(out: Path, summary: dict, curves: dict, run: RunArguments, *, title: str) -> None:
-    """Write `results.json` (and, for classification, `reliability.png`) in `out`, and print the table of the runs."""
+    """Write `results.json` (and, for classification, `reliability.png` and, with `run.save_predictions`,
+    `predictions.npz`, written first) in `out`, and print the table of the runs."""
     from hiddenmix.plots import reliability_diagram
 
     out.mkdir(parents=True, exist_ok=True)
+    classified = bool(curves) and all(c is not None for c in curves.values())
+    if classified and run.save_predictions:  # before results.json: a finished run always has its predictions
+        save_predictions(out / "predictions.npz", curves)
     write_json(out / "results.json", summary)
-    plotted = run.plot and all(c is not None for c in curves.values())
+    plotted = run.plot and classified
     if plotted:
-        reliability_diagram(curves, out / "reliability.png", n_bins=run.ece_bins, title=title)
+        shown = {name: (c.probs, c.labels) for name, c in curves.items()}
+        reliability_diagram(shown, out / "reliability.png", n_bins=run.ece_bins, title=title)
     columns = [(key, label) for key, label in SHOWN if all(key in m for m in summary["results"].values())]
     print(f"\n{'run':<18} " + " ".join(f"{label:>9}" for _, label in columns) + f" {'train s':>8}")
     for name, m in summary["results"].items():
         print(f"{name:<18} " + " ".join(f"{m[key]:>9.4f}" for key, _ in columns) + f" {m['train_seconds']:>8.1f}")
-    print(f"\nwrote {out / 'results.json'}" + (f" and {out / 'reliability.png'}" if plotted else ""))
+    written = [out / "predictions.npz"] if classified and run.save_predictions else []
+    written += [out / "reliability.png"] if plotted else []
+    print(f"\nwrote {out / 'results.json'}" + "".join(f" and {path}" for path in written))
     if run.recipe != "none":
         from hiddenmix import get_recipe
 
         recipe = get_recipe(run.recipe)
         if recipe.measured:  # what this one run cannot say: the effect over seeds, with its interval
-            print(f"\nThe {recipe.name!r} recipe ({recipe.use}), measured: {recipe.measured}")
+            where = f"docs/experiments/{Path(recipe.grid).stem.replace('_', '-')}/report.md"
+            print(
+                f"\nThe {recipe.name!r} recipe over seeds, with intervals: docs/results.md ({where}, {recipe.setting})"
+            )
 
 
 def run_summary(
@@ -317,14 +438,22 @@ def versions() -> dict[str, str]:
 
 
 def load_for_run(dataset: str, *, kind: str, columns: dict, run: RunArguments, num_classes: int | None) -> tuple:
-    """`({"train", "validation", "calibration"}, label_names)` of `dataset` for this run: loaded and checked
-    (`common.data.load_labelled_dataset`; the evaluation rows held out of a dataset without a validation split are
-    the same for every seed), then cut, held out and flipped as `run` says (`common.data.prepare_splits`).
+    """`({"train", "validation", "calibration", "eval_protocol"}, label_names)` of `dataset` for this run: loaded
+    and checked (`common.data.load_labelled_dataset`; the evaluation rows held out of a dataset without a validation
+    split are the same for every seed), then cut, held out and flipped as `run` says (`common.data.prepare_splits`).
+
+    The evaluation rows of a text or image dataset carry `eval_row`, their index in the evaluation split as loaded.
+    With `run.eval_test_share` they also carry `eval_part` (`dev` or `test`), drawn on every evaluation row as loaded
+    with a fixed seed (`common.data.eval_test_rows`), so that a test row stays one whatever `max_eval_samples`,
+    `eval_dedup` or seed a run has; with `run.eval_dedup`, the rows whose text occurs in the training split are
+    removed (`common.data.drop_train_overlap`) before `max_eval_samples` are kept. `eval_protocol` (for
+    `results.json`) records both.
 
     Raises:
-        InputError: `num_classes` given and not the number of training labels, or what the two functions raise.
+        InputError: `num_classes` given and not the number of training labels, a test share that leaves a part
+            without rows, `eval_dedup` on data without text, or what the functions above raise.
     """
-    from .data import load_labelled_dataset, prepare_splits
+    from .data import EVAL_PART_SEED, drop_train_overlap, eval_test_rows, load_labelled_dataset, prepare_splits
 
     data, label_names = load_labelled_dataset(
         dataset,
@@ -339,8 +468,18 @@ def load_for_run(dataset: str, *, kind: str, columns: dict, run: RunArguments, n
             f"num_classes={num_classes} but the training split has {len(label_names)} labels "
             f"{label_names}; leave num_classes unset or give that number."
         )
+    validation = data["validation"]
+    loaded = len(validation)
+    if kind != "tokens":
+        validation = validation.add_column("eval_row", list(range(loaded)))
+    if run.eval_test_share > 0:
+        test = eval_test_rows(validation["labels"], run.eval_test_share, stratify=kind != "tokens")
+        validation = validation.add_column("eval_part", np.where(test, "test", "dev").tolist())
+    removed = None
+    if run.eval_dedup:
+        validation, removed = drop_train_overlap(data["train"], validation)
     splits = prepare_splits(
-        data,
+        {"train": data["train"], "validation": validation},
         seed=run.split_seed,
         num_labels=len(label_names),
         calibration_size=run.calibration_size,
@@ -350,6 +489,26 @@ def load_for_run(dataset: str, *, kind: str, columns: dict, run: RunArguments, n
         label_noise=run.label_noise,
         classes=kind != "tokens",
     )
+    protocol: dict[str, Any] = {"eval_rows_loaded": loaded, "eval_dedup": run.eval_dedup}
+    if removed is not None:
+        protocol["train_overlap_removed"] = removed
+    if run.eval_test_share > 0:
+        parts = np.asarray(splits["validation"]["eval_part"])
+        counts = {name: int((parts == name).sum()) for name in ("dev", "test")}
+        empty = [name for name, n in counts.items() if n == 0]
+        if empty:
+            raise InputError(
+                f"eval_test_share={run.eval_test_share} leaves no {empty[0]} row among the {len(parts)} evaluation "
+                "rows; allowed: a share that leaves both the development and the test part a row (or more "
+                "evaluation rows)."
+            )
+        protocol.update(
+            eval_test_share=run.eval_test_share,
+            eval_part_seed=EVAL_PART_SEED,
+            dev_rows=counts["dev"],
+            test_rows=counts["test"],
+        )
+    splits["eval_protocol"] = protocol
     return splits, label_names
 
 
