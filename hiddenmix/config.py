@@ -148,6 +148,63 @@ class TrainerMixOptions:
 
 # name -> default of each trainer option
 TRAINER_MIX_OPTIONS = {f.name: f.default for f in dataclasses.fields(TrainerMixOptions)}
+UNLABELED_AUGMENTS = ("token_dropout", "swap", "none")
+
+
+@dataclass
+class UnlabeledOptions:
+    """How `MixupTrainer(..., unlabeled_dataset=...)` uses unlabelled rows (`hiddenmix.unlabeled`: MixText's step).
+
+    Args:
+        unlabeled_batch_size: unlabelled rows per device and micro-batch; None: `per_device_train_batch_size`.
+        unlabeled_views: augmented views of each unlabelled row, besides the row itself; the guess averages the
+            predictions on all of them, and all of them are trained on.
+        unlabeled_augment: how a view is made from the token ids: `token_dropout` (interior tokens replaced by the
+            tokenizer's mask token, else its unknown token), `swap` (interior tokens moved one place on) or `none`
+            (views differ by dropout alone).
+        unlabeled_augment_rate: the share of interior tokens a view changes.
+        sharpen_temperature: T of the guess's sharpening `p^(1/T)`; 1 keeps the averaged prediction as it is.
+        unlabeled_loss_weight: weight of the unlabelled rows' loss.
+        unlabeled_rampup: share of the training steps over which that weight grows linearly from 0 (MixText: 1,
+            the whole run); 0: at full weight from the start.
+    """
+
+    unlabeled_batch_size: int | None = field(
+        default=None, metadata={"help": "Unlabelled rows per device and micro-batch; unset: the labelled batch size."}
+    )
+    unlabeled_views: int = field(default=1, metadata={"help": "Augmented views per unlabelled row, besides itself."})
+    unlabeled_augment: str = field(
+        default="token_dropout", metadata={"help": "How a view changes the ids.", "choices": list(UNLABELED_AUGMENTS)}
+    )
+    unlabeled_augment_rate: float = field(default=0.1, metadata={"help": "Share of interior tokens a view changes."})
+    sharpen_temperature: float = field(default=0.5, metadata={"help": "T of the guess's sharpening p^(1/T)."})
+    unlabeled_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the unlabelled rows' loss."})
+    unlabeled_rampup: float = field(
+        default=1.0, metadata={"help": "Share of the steps over which the unlabelled weight grows from 0."}
+    )
+
+
+UNLABELED_OPTIONS = {f.name: f.default for f in dataclasses.fields(UnlabeledOptions)}
+
+
+def check_unlabeled_options(options: Any, owner: str) -> None:
+    """Validate the `UnlabeledOptions` fields of `options`; errors name `owner.field`."""
+    size = options.unlabeled_batch_size
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise _fail(owner, "unlabeled_batch_size", size, "allowed: None or an integer >= 1")
+    views = options.unlabeled_views
+    if isinstance(views, bool) or not isinstance(views, int) or views < 0:
+        raise _fail(owner, "unlabeled_views", views, "allowed: an integer >= 0")
+    if options.unlabeled_augment not in UNLABELED_AUGMENTS:
+        raise _fail(owner, "unlabeled_augment", options.unlabeled_augment, f"choose one of {list(UNLABELED_AUGMENTS)}")
+    for name, low, high in (("unlabeled_augment_rate", 0, 1), ("unlabeled_rampup", 0, 1)):
+        value = getattr(options, name)
+        if not (_is_number(value) and low <= value <= high):
+            raise _fail(owner, name, value, f"allowed: a number in [{low}, {high}]")
+    if not (_is_number(options.sharpen_temperature) and options.sharpen_temperature > 0):
+        raise _fail(owner, "sharpen_temperature", options.sharpen_temperature, "allowed: a number > 0")
+    if not (_is_number(options.unlabeled_loss_weight) and options.unlabeled_loss_weight >= 0):
+        raise _fail(owner, "unlabeled_loss_weight", options.unlabeled_loss_weight, "allowed: a number >= 0")
 
 
 def check_mix_options(options: Any, owner: str) -> None:

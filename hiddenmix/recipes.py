@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
+from torch import nn
+
+from .calls import unwrap_model
 from .config import MIX_OPTION_NAMES, TRAINER_MIX_OPTIONS, MixConfig, check_trainer_options
 
 
@@ -129,6 +132,22 @@ RECIPES: MappingProxyType[str, Recipe] = MappingProxyType(
 )
 
 
+def default_recipe(model: nn.Module) -> str:
+    """The recipe a `MixupTrainer` uses when given no mixing: `"vit"` for image models (main input `pixel_values`),
+    `"few-labels"` for every other model. Both cost one forward per step.
+
+    A measured choice for a run whose regime the trainer cannot know: on a pretrained text encoder the few-labels
+    setting (manifold mixup, `MixConfig()`'s defaults) gained accuracy with 16 labelled examples per class and lost
+    none beyond its interval with more (docs/results.md), at no measurable step-time cost. The text-classifier recipe
+    adds RegMixup's clean forward, 2.25x the step time, which bought nothing measurable with 1,800 tweets."""
+    main_input = getattr(unwrap_model(model), "main_input_name", "input_ids")
+    return "vit" if main_input == "pixel_values" else "few-labels"
+
+
+# measured by benchmarks/bench_text_overhead.py (pretrained MiniLM, batch 16 x 128 tokens, 2 CPU cores)
+CLEAN_LOSS_COST = "2.25x the step time of one forward at 16 x 128 tokens (benchmarks/bench_text_overhead.py)"
+
+
 def get_recipe(name: str) -> Recipe:
     """The recipe called `name` (one of `RECIPES`)."""
     if not isinstance(name, str) or name not in RECIPES:
@@ -136,4 +155,4 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
-__all__ = ["RECIPES", "Recipe", "get_recipe"]
+__all__ = ["CLEAN_LOSS_COST", "RECIPES", "Recipe", "default_recipe", "get_recipe"]

@@ -39,9 +39,10 @@ from .dense import is_dense
 from .forwards import output_logits
 from .mixer import HiddenMixer
 from .plan import MixPlan
-from .recipes import get_recipe
+from .recipes import CLEAN_LOSS_COST, default_recipe, get_recipe
 from .schedule import MixScheduleCallback
 from .training_args import MixupTrainingArguments
+from .unlabeled import UnlabeledRows, rampup, semi_supervised_loss
 
 logger = logging.get_logger(__name__)
 
@@ -50,22 +51,6 @@ _UNITS = ("epoch", "step")
 
 
 # ---------------------------------------------------------------------------------------------------- trainer
-def default_recipe(model: nn.Module) -> str:
-    """The recipe a `MixupTrainer` uses when given no mixing: `"vit"` for image models (main input `pixel_values`),
-    `"few-labels"` for every other model. Both cost one forward per step.
-
-    A measured choice for a run whose regime the trainer cannot know: on a pretrained text encoder the few-labels
-    setting (manifold mixup, `MixConfig()`'s defaults) gained accuracy with 16 labelled examples per class and lost
-    none beyond its interval with more (docs/results.md), at no measurable step-time cost. The text-classifier recipe
-    adds RegMixup's clean forward, 2.25x the step time, which bought nothing measurable with 1,800 tweets."""
-    main_input = getattr(unwrap_model(model), "main_input_name", "input_ids")
-    return "vit" if main_input == "pixel_values" else "few-labels"
-
-
-# measured by benchmarks/bench_text_overhead.py (pretrained MiniLM, batch 16 x 128 tokens, 2 CPU cores)
-CLEAN_LOSS_COST = "2.25x the step time of one forward at 16 x 128 tokens (benchmarks/bench_text_overhead.py)"
-
-
 class MixupTrainer(Trainer):
     """A `transformers.Trainer` whose training forwards are mixed by a `HiddenMixer`.
 
@@ -84,6 +69,9 @@ class MixupTrainer(Trainer):
             (`default_recipe(model)`), and the recipe is logged.
         mixer: a `HiddenMixer` already attached to `model`, for a mixer built by hand. Its config is the one used;
             mixing options set in `args` away from their defaults must then agree with it.
+        unlabeled_dataset: tokenized unlabelled rows (a label column is ignored): each step adds
+            `unlabeled_batch_size` of them, with their views and guessed labels, to the labelled batch, and the plan
+            mixes across both (`hiddenmix.unlabeled`, the `UnlabeledOptions` of `args`).
         **kwargs: everything else `transformers.Trainer` takes (`train_dataset`, `callbacks`, ...).
 
     Logged with the training loss, through `Trainer.log` (so TensorBoard, W&B, ... get them), over the steps since
@@ -107,6 +95,7 @@ class MixupTrainer(Trainer):
         args: TrainingArguments | None = None,
         *trainer_args: Any,
         mixer: HiddenMixer | None = None,
+        unlabeled_dataset: Any = None,
         **kwargs: Any,
     ) -> None:
         # Every check runs before the model is touched.
@@ -157,6 +146,7 @@ class MixupTrainer(Trainer):
             mixer.set_config(config)
         self.mixer = mixer
         self._mixes = mixer.config.active
+        self.unlabeled = UnlabeledRows.for_trainer(self, unlabeled_dataset)
         # The plan the last training loss was computed with (after RegMixup's clean forward `mixer.plan` is None).
         self.last_plan: MixPlan | None = None
         schedule = self.args.mix_schedule()
@@ -174,12 +164,12 @@ class MixupTrainer(Trainer):
         """The next `num_batches` micro-batches and the number of rows that count in them.
 
         The count is of rows (a label that is not `ignore_index`, or a label row; for dense labels, the labelled
-        positions), summed over the accumulated
-        micro-batches and, with `average_tokens_across_devices`, over the processes; `compute_loss` divides the
-        summed row losses by it. A step's gradient is then that of the mean over every counted row of the step,
-        however it is split into micro-batches and processes, when the mix leaves every counted row a target (see
-        `_row_loss_sum` for the rows that lose theirs). (The parent's count would be of label *elements*, which for
-        multi-label rows is rows x classes.) The count is copied to the device without blocking.
+        positions), summed over the accumulated micro-batches and, with `average_tokens_across_devices`, over the
+        processes; `compute_loss` divides the summed row losses by it. A step's gradient is then that of the mean
+        over every counted row of the step, however it is split into micro-batches and processes, when the mix leaves
+        every counted row a target (see `_row_loss_sum` for the rows that lose theirs). (The parent's count would be
+        of label *elements*, which for multi-label rows is rows x classes.) The count is copied to the device without
+        blocking.
         """
         batch_samples = []
         for _ in range(num_batches):
@@ -233,10 +223,13 @@ class MixupTrainer(Trainer):
             )
         inputs = dict(inputs)
         labels = inputs.pop("labels")  # the model's own loss must never see them (HF's float-label BCE trap)
+        if self.unlabeled is not None:  # MixText's step: labelled and unlabelled rows in one forward and one plan
+            inputs, guessed = self.unlabeled.join(model, inputs)
         outputs = model(**inputs)
         plan = self.mixer.plan
         if plan is None:  # mixing off (config or schedule): the plain soft-target loss, label smoothing included
-            plan = MixPlan.identity(labels.shape[0], labels.device, site=self.mixer.config.site)
+            plan = MixPlan.identity(inputs["input_ids" if "input_ids" in inputs else next(iter(inputs))].shape[0],
+                                    labels.device, site=self.mixer.config.site)  # fmt: skip
         if num_items_in_batch is None:
             count = self._counted_rows(labels).clamp_min(1)
         else:
@@ -244,6 +237,11 @@ class MixupTrainer(Trainer):
             if self.args.average_tokens_across_devices and self.args.world_size > 1:
                 # The count is global; DDP averages the gradients over processes, so undo that average.
                 count = count / self.accelerator.num_processes
+        if self.unlabeled is not None:
+            loss = self._semi_supervised_loss(_logits(outputs), labels, guessed, plan, count)
+            self.last_plan = plan
+            self._record_plan(plan)
+            return (loss, outputs) if return_outputs else loss
         loss = self._row_loss_sum(_logits(outputs), labels, plan) / count
         mixed_loss = loss
         if self.args.clean_loss_weight > 0:
@@ -256,6 +254,18 @@ class MixupTrainer(Trainer):
         self.last_plan = plan
         self._record_plan(plan)
         return (loss, outputs) if return_outputs else loss
+
+    def _semi_supervised_loss(self, logits: Tensor, labels: Tensor, guessed: Tensor, plan: MixPlan, count) -> Tensor:
+        """The labelled rows' loss as `_row_loss_sum` weighs it, plus the weighted mean over this step's unlabelled
+        rows (every micro-batch holds as many; DDP's average over processes makes it the mean over all)."""
+        own, other = semi_supervised_loss(logits, labels, guessed, plan, config=self.mixer.config)
+        weight = self.args.unlabeled_loss_weight * rampup(
+            self.state.global_step, self.state.max_steps, self.args.unlabeled_rampup
+        )
+        own = own * self._counted_rows(labels) / count
+        other = other / getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps)
+        self._record_losses(own, other)
+        return own + weight * other
 
     def _row_loss_sum(self, logits: Tensor, labels: Tensor, plan: MixPlan) -> Tensor:
         """This micro-batch's share of the step's loss, before the division by the step's count: `mixer.loss` (the
@@ -314,20 +324,23 @@ class MixupTrainer(Trainer):
         lam_sum, samples_mixed, samples, batches, batches_mixed, loss_mixed, loss_clean, *layers = values.tolist()
         layer_ids = list(self._mix_layers)
         self._reset_mix_stats()
-        if batches == 0 or not self._mixes:  # a run that never mixes logs no mixing statistics
-            return {}
-        stats = {
-            "mix/lam_mean": lam_sum / samples_mixed if samples_mixed else 1.0,
-            "mix/batches_mixed": batches_mixed / batches,
-            "mix/samples_mixed": samples_mixed / samples,
-        }
-        for layer, count in zip(layer_ids, layers):
-            stats[f"mix/layer_{layer}"] = count / batches_mixed if batches_mixed else 0.0
+        stats = {}
+        if batches and self._mixes:  # a run that never mixes logs no mixing statistics
+            stats = {
+                "mix/lam_mean": lam_sum / samples_mixed if samples_mixed else 1.0,
+                "mix/batches_mixed": batches_mixed / batches,
+                "mix/samples_mixed": samples_mixed / samples,
+            }
+            for layer, count in zip(layer_ids, layers):
+                stats[f"mix/layer_{layer}"] = count / batches_mixed if batches_mixed else 0.0
+        parts = ("mix/loss_labeled", "mix/loss_unlabeled") if self.unlabeled is not None else None
         if self.args.clean_loss_weight > 0:
+            parts = ("mix/loss_mixed", "mix/loss_clean")
+        if batches and parts:
             # per optimizer step and averaged over processes, as the parent's `loss` is
             steps = batches / self.accelerator.num_processes / self.args.gradient_accumulation_steps
             scale = 1.0 / (self.accelerator.num_processes * max(steps, 1e-12))
-            stats.update({"mix/loss_mixed": loss_mixed * scale, "mix/loss_clean": loss_clean * scale})
+            stats.update({parts[0]: loss_mixed * scale, parts[1]: loss_clean * scale})
         return stats
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -343,7 +356,10 @@ class MixupTrainer(Trainer):
         # weights hold nothing of hiddenmix (hooks are not state), so the checkpoint loads in plain transformers.
         folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         os.makedirs(folder, exist_ok=True)
-        torch.save(self.mixer.state_dict(), os.path.join(folder, MIXER_STATE_NAME.format(rank=self._rank())))
+        state = self.mixer.state_dict()
+        if self.unlabeled is not None:  # where this process's unlabelled stream and its views' stream stand
+            state["unlabeled"] = self.unlabeled.state_dict()
+        torch.save(state, os.path.join(folder, MIXER_STATE_NAME.format(rank=self._rank())))
 
     def _rank(self) -> int:
         return self.args.process_index if self.args.world_size > 1 else 0
@@ -358,7 +374,10 @@ class MixupTrainer(Trainer):
                 "processes?)."
             )
             return False
-        self.mixer.load_state_dict(torch.load(path, weights_only=True))
+        state = torch.load(path, weights_only=True)
+        self.mixer.load_state_dict(state)
+        if self.unlabeled is not None and "unlabeled" in state:
+            self.unlabeled.load_state_dict(state["unlabeled"])
         return True
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):

@@ -27,8 +27,10 @@ from .config import (
     MixConfig,
     MixOptions,
     TrainerMixOptions,
+    UnlabeledOptions,
     check_mix_options,
     check_trainer_options,
+    check_unlabeled_options,
 )
 from .recipes import get_recipe
 from .schedule import MixSchedule
@@ -37,14 +39,16 @@ from .schedule import MixSchedule
 # The mixing bases first so that TrainingArguments' fields come first in the generated `__init__`:
 # `MixupTrainingArguments("out")` sets `output_dir`, as `TrainingArguments("out")` does.
 @dataclass
-class MixupTrainingArguments(MixOptions, TrainerMixOptions, TrainingArguments):
-    """`TrainingArguments` with the mixing options of `MixConfig` (`MixOptions`) and the trainer's own
-    (`TrainerMixOptions`: `clean_loss_weight`, `mix_off_for_last`, `mix_off_epoch`); see those classes for each."""
+class MixupTrainingArguments(MixOptions, TrainerMixOptions, UnlabeledOptions, TrainingArguments):
+    """`TrainingArguments` with the mixing options of `MixConfig` (`MixOptions`), the trainer's own
+    (`TrainerMixOptions`: `clean_loss_weight`, `mix_off_for_last`, `mix_off_epoch`) and those of unlabelled rows
+    (`UnlabeledOptions`, used with `MixupTrainer(..., unlabeled_dataset=...)`); see those classes for each."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_mix_options(self, type(self).__name__)
         check_trainer_options(self, type(self).__name__)
+        check_unlabeled_options(self, type(self).__name__)
         if not 0 <= self.label_smoothing_factor < 1:
             raise ValueError(
                 f"{type(self).__name__}.label_smoothing_factor={self.label_smoothing_factor!r} is not allowed; "

@@ -35,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--max_steps", type=int, default=3)
+    parser.add_argument("--unlabeled", action="store_true", help="add unlabelled rows (MixText's step)")
     cli = parser.parse_args()
 
     torch.manual_seed(0)  # the same initial weights on every rank
@@ -67,9 +68,25 @@ def main() -> None:
         disable_tqdm=True,
         seed=0,  # the same seed on every rank: the rank offsets the mixing stream
         mixup_alpha=1.0,
-        clean_loss_weight=0.5,  # two forwards before one backward under DDP
+        # two forwards before one backward under DDP: a clean one, or the guesses' no-gradient ones
+        clean_loss_weight=0.0 if cli.unlabeled else 0.5,
+        unlabeled_batch_size=3 if cli.unlabeled else None,
+        unlabeled_augment="swap" if cli.unlabeled else "token_dropout",
     )
-    trainer = RecordingTrainer(model=model, args=args, train_dataset=data)
+    unlabeled = data.remove_columns("labels") if cli.unlabeled else None
+    trainer = RecordingTrainer(model=model, args=args, train_dataset=data, unlabeled_dataset=unlabeled)
+    drawn = []  # the unlabelled rows each step of this process drew
+    if cli.unlabeled:
+        stream, draw = trainer.unlabeled.stream, trainer.unlabeled.stream.next
+
+        def recorded_next():
+            step = stream.position % stream.per_epoch
+            batch = draw()
+            start = (step * stream.world_size + stream.rank) * stream.batch_size
+            drawn.append(stream._order[1][start : start + stream.batch_size])
+            return batch
+
+        stream.next = recorded_next
     trainer.train()
 
     accelerator = trainer.accelerator
@@ -85,6 +102,7 @@ def main() -> None:
         "weights": {k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
         "initial": initial,
         "logs": trainer.state.log_history,
+        "unlabeled_rows": drawn,
         "done": True,
     }
     # Written whole then renamed, so a file that exists is complete.

@@ -444,7 +444,8 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_process_accelerate_launch_draws_different_plans_and_keeps_weights_in_sync(tmp_path):
+@pytest.mark.parametrize("unlabeled", [False, True], ids=["clean-loss", "unlabeled-rows"])
+def test_two_process_accelerate_launch_draws_different_plans_and_keeps_weights_in_sync(tmp_path, unlabeled):
     env = {**os.environ, "PYTHONPATH": ROOT, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable,
@@ -457,6 +458,7 @@ def test_two_process_accelerate_launch_draws_different_plans_and_keeps_weights_i
         os.path.join(ROOT, "tests", "multiprocess_train.py"),
         "--output_dir",
         str(tmp_path),
+        *(["--unlabeled"] if unlabeled else []),
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     files = [tmp_path / f"rank{r}.pt" for r in (0, 1)]
@@ -479,3 +481,8 @@ def test_two_process_accelerate_launch_draws_different_plans_and_keeps_weights_i
     for key, value in ranks[0]["weights"].items():
         assert torch.equal(value, ranks[1]["weights"][key]), key  # gradients were synchronised: identical weights
     assert any(not torch.equal(value, ranks[0]["initial"][key]) for key, value in ranks[0]["weights"].items())
+    if unlabeled:  # each rank its own unlabelled rows: 3 per micro-batch, 2 micro-batches a step
+        drawn = [r["unlabeled_rows"] for r in ranks]
+        assert len(drawn[0]) == len(drawn[1]) == 6 and all(len(rows) == 3 for rows in drawn[0])
+        assert all(not set(a) & set(b) for a, b in zip(*drawn))
+        assert all("mix/loss_unlabeled" in entry for entry in ranks[0]["logs"] if "loss" in entry)
