@@ -13,6 +13,12 @@ mean ± std over seeds, and the paired differences to the baseline of the same s
 grid with `axes:` also gets one figure per axis (`<axis>.png`): the paired differences against the axis, with
 their intervals.
 
+A setting may run another script on the same datasets, seeds and data options: `setfit: {script: setfit, python:
+/path/to/venv/bin/python}` runs scripts/train_setfit.py, the SetFit baseline (`python:`, optional, names an
+interpreter that has setfit; `~` and `$VAR` are expanded). Its runs get the grid's options less the fine-tuning ones
+(learning rate, steps, mixing), so they draw the same training subsets and score the same evaluation rows as the
+text runs, and the report pairs them with the no-mix run of the same seed like any setting.
+
 The confirmation protocol: unless a grid says `confirmation: false`, its runs set apart half of the evaluation rows
 as test rows (`--eval_test_share 0.5`: the same rows for every seed and setting) and, for text, drop the evaluation
 rows whose text occurs in the training split (`--eval_dedup true`); `confirmation: {eval_test_share: ...,
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,6 +52,11 @@ CONFIRMATION = {
     "train_text_classifier.py": {"eval_test_share": 0.5, "eval_dedup": True},
     "train_vit.py": {"eval_test_share": 0.5},  # images have no text to match against the training rows
 }
+# a setting's `script:`: another training script run on the grid's datasets, seeds and data options, beside the
+# grid's own (`setfit: {script: setfit}`); a setting's `python:` is the interpreter of its runs (one that has
+# the script's extra dependencies), the runner's own when unset
+SETTING_SCRIPTS = {"setfit": "scripts/train_setfit.py"}
+RUNNER_KEYS = ("script", "python")  # a setting's keys that are the runner's, not options of the script
 
 
 def load_grid(path: str) -> dict:
@@ -67,6 +79,16 @@ def load_grid(path: str) -> dict:
     grid.setdefault("script", "scripts/train_text_classifier.py")
     if not (ROOT / grid["script"]).is_file():
         raise ValueError(f"grid {path}: script={grid['script']!r} is not a file under {ROOT}.")
+    for name, spec in grid["settings"].items():
+        script, python = (spec or {}).get("script"), (spec or {}).get("python")
+        if script is not None and (name == BASELINE or script not in SETTING_SCRIPTS):
+            raise ValueError(
+                f"grid {path}: settings.{name}.script={script!r} is not allowed; allowed: "
+                f"{' / '.join(SETTING_SCRIPTS)} in a setting other than the baseline {BASELINE!r} (the grid's "
+                f"script, {grid['script']}, runs the others)."
+            )
+        if python is not None and not (isinstance(python, str) and python.strip()):
+            raise ValueError(f"grid {path}: settings.{name}.python={python!r} is not allowed; allowed: a path.")
     confirmation = grid.setdefault("confirmation", True)
     allowed = ("eval_test_share", "eval_dedup")
     if not isinstance(confirmation, bool) and not (
@@ -94,7 +116,28 @@ def run_options(grid: dict, dataset: str, setting: str | None = None) -> dict:
     the setting's (each overriding the ones before)."""
     protocol = protocol_options(grid.get("script", "scripts/train_text_classifier.py"), grid.get("confirmation", True))
     setting_options = grid["settings"][setting] if setting is not None else {}
+    setting_options = {k: v for k, v in setting_options.items() if k not in RUNNER_KEYS}
     return {**protocol, **grid.get("common", {}), **dataset_options(grid, dataset), **setting_options}
+
+
+def setting_command(grid: dict, setting: str, python: str) -> tuple[str, str]:
+    """`(interpreter, script)` of a setting's runs: its `python:` (`~` and `$VAR` expanded), else `python`; the
+    script of its `script:`, else the grid's."""
+    spec = grid["settings"][setting] or {}
+    script = SETTING_SCRIPTS.get(spec.get("script"), grid.get("script", "scripts/train_text_classifier.py"))
+    interpreter = os.path.expandvars(os.path.expanduser(spec["python"])) if spec.get("python") else python
+    return interpreter, script
+
+
+def script_options(script: str, options: dict) -> tuple[dict, list[str]]:
+    """`(passed, dropped)`: the options a run of `script` is given. The SetFit script takes the data, scoring and
+    output options of the text runs, not their fine-tuning ones (learning rate, steps, mixing): those are dropped
+    (`train_setfit.grid_options`), the same for each of its runs."""
+    if Path(script).name != "train_setfit.py":
+        return options, []
+    import train_setfit
+
+    return train_setfit.grid_options(options)
 
 
 def as_flags(options: dict) -> list[str]:
@@ -143,10 +186,15 @@ def run_all(
         runs += [(d, s, seed) for seed in seeds_of(grid, d) for s in select(grid, "settings", settings) if s in here]
     runs = runs[shard[0] :: shard[1]]
     todo = [r for r in runs if not (out / r[0] / r[1] / f"seed{r[2]}" / "results.json").exists()]
+    for setting in dict.fromkeys(s for _, s, _ in todo):  # an interpreter that is not there fails before any run
+        interpreter, _ = setting_command(grid, setting, python)
+        if (grid["settings"][setting] or {}).get("python") and shutil.which(interpreter) is None:
+            raise ValueError(f"settings.{setting}.python={interpreter!r}: no such interpreter.")
     print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} done, {len(todo)} to run", flush=True)
     for i, (dataset, setting, seed) in enumerate(todo, 1):
         folder = out / dataset / setting / f"seed{seed}"
-        options = run_options(grid, dataset, setting)
+        interpreter, script = setting_command(grid, setting, python)
+        options, dropped = script_options(script, run_options(grid, dataset, setting))
         # "{seed}" in a value is the run's seed (e.g. `split_seed: "{seed}"`: each seed draws its own subset)
         options = {k: v.format(seed=seed) if isinstance(v, str) else v for k, v in options.items()}
         # options set to null (e.g. max_train_samples: null = every row) cannot be flags: they go in a --config file
@@ -157,8 +205,8 @@ def run_all(
                 yaml.safe_dump(nulls, null_file)
             config = ["--config", null_file.name]
         argv = [
-            python,
-            str(ROOT / grid["script"]),
+            interpreter,
+            str(ROOT / script),
             *config,
             *as_flags(options),
             "--baseline",
@@ -172,7 +220,8 @@ def run_all(
             "--disable_tqdm",
             "true",
         ]
-        print(f"[{i}/{len(todo)}] {dataset} / {setting} / seed {seed}", flush=True)
+        unused = f" ({Path(script).name} takes no {', '.join(dropped)})" if dropped else ""
+        print(f"[{i}/{len(todo)}] {dataset} / {setting} / seed {seed}{unused}", flush=True)
         start = time.perf_counter()
         try:
             done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -522,9 +571,17 @@ def report(grid: dict) -> str:
             lines.append(f"| {setting} | {n} | " + " | ".join(cells) + f" | {verdict(seeds, base, judged)} |")
         lines += confirmation_lines(grid, dataset, list(settings))
     lines += ["", "Settings:", ""]
-    lines += [f"- `{name}`: `{' '.join(as_flags(opts)) or '(defaults)'}`" for name, opts in grid["settings"].items()]
+    lines += [setting_line(name, opts) for name, opts in grid["settings"].items()]
     lines += ["", f"Command: `python scripts/run_experiments.py --grid {grid.get('_path', '...')}`", ""]
     return "\n".join(lines)
+
+
+def setting_line(name: str, spec: dict) -> str:
+    """The report's line of a setting: its options, and the script of a setting that runs another."""
+    spec = spec or {}
+    flags = " ".join(as_flags({k: v for k, v in spec.items() if k not in RUNNER_KEYS})) or "(defaults)"
+    where = f" ({SETTING_SCRIPTS[spec['script']]})" if spec.get("script") in SETTING_SCRIPTS else ""
+    return f"- `{name}`: `{flags}`{where}"
 
 
 def _final_loss(base: dict) -> str:

@@ -81,6 +81,8 @@ def _mixing_first(parser: argparse.ArgumentParser) -> None:
     from hiddenmix.config import MIX_OPTION_NAMES, TRAINER_MIX_OPTIONS
 
     names = {"recipe", *MIX_OPTION_NAMES, *TRAINER_MIX_OPTIONS}
+    if not any(action.dest in MIX_OPTION_NAMES for action in parser._actions):
+        return  # a script without mixing options (the SetFit baseline)
     recipes = "\n".join(f"  {name:<16} {recipe.use}" for name, recipe in RECIPES.items())
     group = parser.add_argument_group(
         "mixing options (hiddenmix)", f"--recipe NAME starts them from a measured recipe:\n{recipes}"
