@@ -132,7 +132,7 @@ class TrainerMixOptions:
 
     Args:
         clean_loss_weight: RegMixup: weight of the loss of a clean (unmixed) forward of the same batch, added to the
-            mixed loss; 0 turns it off. It costs a second forward and backward per step (2.25x the step time at
+            mixed loss; 0 turns it off. It costs a second forward and backward per step (2.1-2.25x the step time at
             16 x 128 tokens on a pretrained MiniLM; `benchmarks/bench_text_overhead.py`).
         mix_off_for_last: share of the training steps, at the end, with mixing off.
         mix_off_epoch: epoch from which mixing is off (timm's `--mixup-off-epoch`); None: never.

@@ -139,13 +139,13 @@ def default_recipe(model: nn.Module) -> str:
     A measured choice for a run whose regime the trainer cannot know: on a pretrained text encoder the few-labels
     setting (manifold mixup, `MixConfig()`'s defaults) gained accuracy with 16 labelled examples per class and lost
     none beyond its interval with more (docs/results.md), at no measurable step-time cost. The text-classifier recipe
-    adds RegMixup's clean forward, 2.25x the step time, which bought nothing measurable with 1,800 tweets."""
+    adds RegMixup's clean forward, 2.1-2.25x the step time, which bought nothing measurable with 1,800 tweets."""
     main_input = getattr(unwrap_model(model), "main_input_name", "input_ids")
     return "vit" if main_input == "pixel_values" else "few-labels"
 
 
 # measured by benchmarks/bench_text_overhead.py (pretrained MiniLM, batch 16 x 128 tokens, 2 CPU cores)
-CLEAN_LOSS_COST = "2.25x the step time of one forward at 16 x 128 tokens (benchmarks/bench_text_overhead.py)"
+CLEAN_LOSS_COST = "2.1-2.25x the step time of one forward at 16 x 128 tokens (benchmarks/bench_text_overhead.py)"
 
 
 def get_recipe(name: str) -> Recipe:

@@ -32,7 +32,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from common.cli import check_output_dir, input_errors, run_main  # noqa: E402
-from common.data import minilm_path, shift_text  # noqa: E402
+from common.data import drop_overlap, load_unlabeled_texts, minilm_path, shift_text, unlabeled_rows  # noqa: E402
 from common.runs import (  # noqa: E402
     RunArguments,
     finish_distributed,
@@ -67,6 +67,20 @@ class ScriptArguments:
     text_pair_column: str | None = field(default=None, metadata={"help": "Second text column, for sentence pairs."})
     label_column: str | None = field(default=None, metadata={"help": "Label column; unset: 'label'."})
     max_length: int = field(default=64, metadata={"help": "Tokens per text (pair) after truncation."})
+    unlabeled_dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "Unlabelled texts for the mixed run (MixText's step; any form --dataset takes, its text column "
+            "--text_column, a label column ignored); unset: none, or --unlabeled_samples rows of --dataset."
+        },
+    )
+    unlabeled_samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "Unlabelled rows: drawn from --unlabeled_dataset, or else from the training split's rows that "
+            "are neither training nor calibration rows of the run (seeded by --split_seed), labels dropped."
+        },
+    )
     ignore_mismatched_sizes: bool = field(
         default=False, metadata={"help": "Re-initialise a classifier head whose size differs from the label count."}
     )
@@ -74,6 +88,8 @@ class ScriptArguments:
     def __post_init__(self) -> None:
         if self.max_length < 2:
             raise ValueError(f"max_length={self.max_length} is not allowed; allowed: an integer >= 2.")
+        if self.unlabeled_samples is not None and self.unlabeled_samples < 1:
+            raise ValueError(f"unlabeled_samples={self.unlabeled_samples} is not allowed; allowed: unset or >= 1.")
 
 
 # The defaults: the pretrained MiniLM on 2,000 tweets, 2 epochs (about 35 minutes on 2 CPU cores), a regime where
@@ -132,6 +148,15 @@ def by_length(part):
     return part.select(sorted(range(len(part)), key=lengths.__getitem__))
 
 
+def own_unlabeled_rows(script: ScriptArguments, run: RunArguments, data: dict, protocol: dict) -> tuple:
+    """`--unlabeled_dataset`'s texts (`--unlabeled_samples` of them, drawn with the split seed), without those that
+    occur among the evaluation rows; the protocol records how many are left and how many were removed."""
+    rows = load_unlabeled_texts(script.unlabeled_dataset, script.text_column, script.text_pair_column)
+    rows = unlabeled_rows(rows, [], script.unlabeled_samples, run.split_seed, columns=("text", "text_pair"))
+    rows, removed = drop_overlap(rows, data["validation"])
+    return rows, {**protocol, "unlabeled_rows": len(rows), "unlabeled_eval_overlap_removed": removed}
+
+
 def parse(argv: list[str]) -> tuple[ScriptArguments, RunArguments, MixupTrainingArguments]:
     """The script's, the run's and the training arguments of `argv` (`--config FILE.yaml` included)."""
     return parse_training(
@@ -151,10 +176,13 @@ def main(argv: list[str] | None = None) -> dict:
     with input_errors():  # everything is checked before anything is written
         out = check_output_dir(args.output_dir, run.overwrite_output_dir)
         columns = {"text": script.text_column, "text_pair": script.text_pair_column, "label": script.label_column}
+        from_pool = script.unlabeled_samples if script.unlabeled_dataset is None and script.unlabeled_samples else 0
         data, label_names = load_for_run(
-            script.dataset, kind="text", columns=columns, run=run, num_classes=args.num_classes
+            script.dataset, kind="text", columns=columns, run=run, num_classes=args.num_classes, unlabeled=from_pool
         )
         protocol = data.pop("eval_protocol")
+        if script.unlabeled_dataset is not None:
+            data["unlabeled"], protocol = own_unlabeled_rows(script, run, data, protocol)
         data["shifts"] = {spec: shift_text(data["validation"], spec) for spec in run.eval_shifts or []}
         runs = planned_runs(args, run)
         tokenizer, model = first_model(lambda: build(script, label_names), runs, args.seed)
@@ -171,6 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
         if model is None:  # every run starts from the same weights: each model is built right after seeding
             torch.manual_seed(run_args.seed)
             _, model = build(script, label_names)
+        extra = {"unlabeled_dataset": tokenized["unlabeled"]} if "unlabeled" in tokenized and name != "no-mix" else {}
         results[name], curves[name] = train_and_score(
             name,
             model=model,
@@ -180,6 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
             position=f"{i}/{len(runs)}",
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
+            **extra,
         )
         model = None
 

@@ -58,7 +58,8 @@ def data_args(folder, *extra):
 def test_setfits_own_defaults_are_left_unset_and_the_data_options_are_the_text_scripts(tmp_path):
     names = script.option_names()
     text = {f.name for t in (text_script.ScriptArguments, script.RunArguments) for f in dataclasses.fields(t)}
-    assert text - {"ignore_mismatched_sizes"} <= names  # every data, scoring and output option of the text runs
+    # every data, scoring and output option of the text runs (SetFit trains on the labelled rows alone)
+    assert text - {"ignore_mismatched_sizes", "unlabeled_dataset", "unlabeled_samples"} <= names
     assert not {"learning_rate", "max_steps", "per_device_train_batch_size", "mixup_alpha", "site"} & names
     source, run, args = script.parse(["--train_samples_per_class", "16", "--split_seed", "3"])
     assert run.train_samples_per_class == 16 and run.split_seed == 3 and run.recipe == "none"

@@ -476,3 +476,50 @@ def test_a_run_that_mixes_nothing_says_so_when_it_starts(tiny_model_dir, tmp_pat
     script.main(args_for(tiny_model_dir, data, tmp_path / "out", "--mixup_alpha", "0", "--recipe", "none"))
     printed = capsys.readouterr().out
     assert "[2/2] hidden-mix: training with no mixing (mixup_alpha and cutmix_alpha are 0, or prob is 0)" in printed
+
+
+def test_unlabelled_rows_come_from_the_rest_of_the_pool_or_a_dataset_of_their_own(tiny_model_dir, tmp_path):
+    from common.data import normalise_text
+
+    data = write_csv(tmp_path / "data.csv", sentences(60))
+    out = tmp_path / "pool"
+    options = ["--train_samples_per_class", "4", "--unlabeled_samples", "10", "--unlabeled_batch_size", "4",
+               "--unlabeled_augment", "swap", "--mixup_alpha", "0.5"]  # fmt: skip
+    script.main(args_for(tiny_model_dir, data, out, *options))
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["eval_protocol"]["unlabeled_rows"] + saved["eval_protocol"]["unlabeled_eval_overlap_removed"] == 10
+    logs = {name: run["train_loss_curve"] for name, run in saved["results"].items()}
+    assert all("mix/loss_unlabeled" in entry for entry in logs["hidden-mix"])
+    assert not any("mix/loss_unlabeled" in entry for entry in logs["no-mix"])  # the baseline is plain fine-tuning
+    # the rows drawn are none of the run's training or calibration rows
+    from datasets import Dataset
+
+    from common.data import unlabeled_rows
+
+    pool = Dataset.from_dict({"text": [f"t{i}" for i in range(10)], "labels": list(range(10))})
+    drawn = unlabeled_rows(pool, [1, 3, 5], 4, seed=0)
+    assert drawn.column_names == ["text"] and len(drawn) == 4
+    assert not {"t1", "t3", "t5"} & set(drawn["text"])
+    assert (
+        drawn["text"]
+        == unlabeled_rows(pool, [1, 3, 5], 4, seed=0)["text"]
+        != unlabeled_rows(pool, [1, 3, 5], 4, seed=1)["text"]
+    )
+    with pytest.raises(ValueError, match="unlabeled_samples=8 but only 7 rows of the training split"):
+        unlabeled_rows(pool, [1, 3, 5], 8, seed=0)
+
+    # a dataset of its own: its label column is ignored, and texts that are evaluation rows are removed
+    validation = json.loads((tmp_path / "pool" / "results.json").read_text())["eval_rows"]
+    evaluation = [normalise_text(t) for t in load_text_dataset(str(data), "sentence", "mood")[0]["validation"]["text"]]
+    assert validation == len(evaluation)
+    own = write_csv(tmp_path / "own.csv", [(evaluation[0].upper(), "whatever"), ("good good news", "x"),
+                                           ("fine film", "y")])  # fmt: skip
+    out = tmp_path / "own"
+    options = ["--unlabeled_dataset", str(own), "--unlabeled_batch_size", "2", "--unlabeled_augment", "none"]
+    script.main(args_for(tiny_model_dir, data, out, *options))
+    protocol = json.loads((out / "results.json").read_text())["eval_protocol"]
+    assert (protocol["unlabeled_rows"], protocol["unlabeled_eval_overlap_removed"]) == (2, 1)
+    other = write_csv(tmp_path / "other.csv", [("good news", "x")], header=("review", "mood"))
+    with pytest.raises(ValueError, match=r"unlabeled_dataset='.*other.csv' has no column 'sentence' for the text"):
+        script.main(args_for(tiny_model_dir, data, tmp_path / "bad", "--unlabeled_dataset", str(other)))
+    assert not (tmp_path / "bad").exists()

@@ -594,3 +594,61 @@ def shift_image(pixels: np.ndarray, spec: str, rng: np.random.Generator) -> np.n
     out = pixels.copy()
     out[..., top : top + side_h, left : left + side_w] = 0.0
     return out
+
+
+# ---------------------------------------------------------------------------------------------- unlabelled rows
+def unlabeled_rows(pool, used: Sequence[int], samples: int | None, seed: int, columns: Sequence[str] = ("text",)):
+    """`samples` rows of `pool` (all when None) that are not among its rows `used`, drawn with `seed`, with only
+    their `columns` (labels dropped), in the pool's order.
+
+    Raises:
+        InputError: fewer rows are left than `samples`.
+    """
+    rest = np.setdiff1d(np.arange(len(pool)), np.asarray(list(used), dtype=int))
+    if samples is not None:
+        if samples > len(rest):
+            raise InputError(
+                f"unlabeled_samples={samples} but only {len(rest)} rows of the training split are neither training "
+                "nor calibration rows of this run; allowed: at most that many."
+            )
+        rest = np.sort(np.random.default_rng(seed + 104729).choice(rest, samples, replace=False))
+    keep = [c for c in columns if c in pool.column_names]
+    return pool.select(rest.tolist()).select_columns(keep)
+
+
+def load_unlabeled_texts(dataset: str, text_column: str | None, text_pair_column: str | None = None):
+    """The texts of `dataset`'s training split (any form `read_dataset` takes) as a `Dataset` with a `text` column
+    (and `text_pair`); a label column, if any, is ignored, and rows without a text are dropped.
+
+    Raises:
+        InputError: the text column is missing (listing those that exist) or no row has a text.
+    """
+    import datasets
+
+    raw = read_dataset(dataset, "text")
+    part = raw["train"] if isinstance(raw, datasets.DatasetDict) and "train" in raw else raw
+    if isinstance(part, datasets.DatasetDict):
+        part = part[next(iter(part))]
+    builtin = BUILTINS.get(dataset.removeprefix("builtin:"), (None, {}))[1] if dataset.startswith("builtin:") else {}
+    columns = {"text": text_column or builtin.get("text", "text")}
+    if text_pair_column or "text_pair" in builtin:
+        columns["text_pair"] = text_pair_column or builtin["text_pair"]
+    for name, column in columns.items():
+        if column not in part.column_names:
+            raise InputError(
+                f"unlabeled_dataset={dataset!r} has no column {column!r} for the {name}; its columns are "
+                f"{part.column_names}."
+            )
+    part = part.select_columns(list(columns.values())).rename_columns({v: k for k, v in columns.items() if k != v})
+    part = part.filter(lambda text: isinstance(text, str) and text.strip() != "", input_columns="text")
+    if len(part) == 0:
+        raise InputError(f"unlabeled_dataset={dataset!r} has no row with a text.")
+    return part
+
+
+def drop_overlap(part, other, columns: Sequence[str] = ("text", "text_pair")) -> tuple[Any, int]:
+    """`(part, removed)`: the rows of `part` whose normalised text (and pair) also occurs in `other` removed."""
+    seen = set(_text_keys(other, columns))
+    keys = _text_keys(part, columns)
+    keep = [i for i, key in enumerate(keys) if key not in seen]
+    return part.select(keep), len(keys) - len(keep)

@@ -162,13 +162,14 @@ def planned_runs(args: Any, run: RunArguments) -> dict[str, Any]:
     """`{run name: MixupTrainingArguments}`: the no-mix baseline (with `run.baseline`, or when mixing is off) and the
     mixed run (when `args.enabled`), each with its own folder under `output_dir`. The baseline's mixer sits where the
     mixed run's does (only `enabled` and the trainer's mixing options differ), so both attach to the same places."""
-    from hiddenmix.config import TRAINER_MIX_OPTIONS
+    from hiddenmix.config import TRAINER_MIX_OPTIONS, UNLABELED_OPTIONS
 
     runs = {}
-    if run.baseline or not args.enabled:
+    if run.baseline or not args.enabled:  # plain fine-tuning: no mixing, no clean loss, no unlabelled rows
         runs["no-mix"] = replace_args(
-            args, enabled=False, **TRAINER_MIX_OPTIONS, output_dir=os.path.join(args.output_dir, "no-mix")
-        )
+            args, enabled=False, **TRAINER_MIX_OPTIONS, **UNLABELED_OPTIONS,
+            output_dir=os.path.join(args.output_dir, "no-mix"),
+        )  # fmt: skip
     if args.enabled:
         name = f"{args.site}-mix"
         runs[name] = replace_args(args, output_dir=os.path.join(args.output_dir, name))
@@ -267,6 +268,8 @@ def train_and_score(
     what = f"mixing at site={args.site!r}" if config.active else "no mixing"
     if args.enabled and not config.active:
         what += " (mixup_alpha and cutmix_alpha are 0, or prob is 0)"
+    if trainer_kwargs.get("unlabeled_dataset") is not None:
+        what += f", with {len(trainer_kwargs['unlabeled_dataset'])} unlabelled rows"
     print(f"[{position}] {name}: training with {what} ...", flush=True)
     trainer = MixupTrainer(
         model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"], **trainer_kwargs
@@ -437,7 +440,9 @@ def versions() -> dict[str, str]:
     return {"torch": torch.__version__, "transformers": transformers.__version__, "hiddenmix": hiddenmix.__version__}
 
 
-def load_for_run(dataset: str, *, kind: str, columns: dict, run: RunArguments, num_classes: int | None) -> tuple:
+def load_for_run(
+    dataset: str, *, kind: str, columns: dict, run: RunArguments, num_classes: int | None, unlabeled: int | None = 0
+) -> tuple:
     """`({"train", "validation", "calibration", "eval_protocol"}, label_names)` of `dataset` for this run: loaded
     and checked (`common.data.load_labelled_dataset`; the evaluation rows held out of a dataset without a validation
     split are the same for every seed), then cut, held out and flipped as `run` says (`common.data.prepare_splits`).
@@ -448,6 +453,10 @@ def load_for_run(dataset: str, *, kind: str, columns: dict, run: RunArguments, n
     `eval_dedup` or seed a run has; with `run.eval_dedup`, the rows whose text occurs in the training split are
     removed (`common.data.drop_train_overlap`) before `max_eval_samples` are kept. `eval_protocol` (for
     `results.json`) records both.
+
+    With `unlabeled` (a number of rows, or None for all), the splits also hold `unlabeled`: that many rows of the
+    training split that are neither training nor calibration rows of this run, drawn with the split seed, their
+    labels dropped (`common.data.unlabeled_rows`); the rows whose text occurs among the evaluation rows are removed.
 
     Raises:
         InputError: `num_classes` given and not the number of training labels, a test share that leaves a part
@@ -478,6 +487,9 @@ def load_for_run(dataset: str, *, kind: str, columns: dict, run: RunArguments, n
     removed = None
     if run.eval_dedup:
         validation, removed = drop_train_overlap(data["train"], validation)
+    pool = data["train"]
+    if unlabeled != 0:  # which rows this run trains on, to draw the unlabelled ones from the rest
+        data["train"] = pool.add_column("pool_row", list(range(len(pool))))
     splits = prepare_splits(
         {"train": data["train"], "validation": validation},
         seed=run.split_seed,
@@ -508,6 +520,16 @@ def load_for_run(dataset: str, *, kind: str, columns: dict, run: RunArguments, n
             dev_rows=counts["dev"],
             test_rows=counts["test"],
         )
+    if unlabeled != 0:
+        from .data import drop_overlap, unlabeled_rows
+
+        used = [row for key in ("train", "calibration") if splits[key] is not None for row in splits[key]["pool_row"]]
+        for key in ("train", "calibration"):
+            if splits[key] is not None:
+                splits[key] = splits[key].remove_columns("pool_row")
+        rows = unlabeled_rows(pool, used, unlabeled, run.split_seed, columns=("text", "text_pair"))
+        splits["unlabeled"], removed = drop_overlap(rows, splits["validation"])
+        protocol.update(unlabeled_rows=len(splits["unlabeled"]), unlabeled_eval_overlap_removed=removed)
     splits["eval_protocol"] = protocol
     return splits, label_names
 
