@@ -25,7 +25,8 @@ rows whose text occurs in the training split (`--eval_dedup true`); `confirmatio
 eval_dedup: ...}` sets other values. Every run writes its predictions (`predictions.npz`). The report's tables and
 figures then score the development rows only, and one more table per dataset confirms each setting on the test
 rows: a paired bootstrap over seeds and test rows (`paired_bootstrap`). The grids measured before the protocol say
-`confirmation: false`, so that they resume and report as they were made.
+`confirmation: false`, so that they resume and report as they were made. A grid that chooses settings says
+`report_test: false`: its test rows are set apart as in every new grid, and its report never scores them.
 """
 
 from __future__ import annotations
@@ -89,6 +90,12 @@ def load_grid(path: str) -> dict:
             )
         if python is not None and not (isinstance(python, str) and python.strip()):
             raise ValueError(f"grid {path}: settings.{name}.python={python!r} is not allowed; allowed: a path.")
+    report_test = grid.setdefault("report_test", True)
+    if not isinstance(report_test, bool):
+        raise ValueError(
+            f"grid {path}: report_test={report_test!r} is not allowed; allowed: true (the report confirms each "
+            "setting on the test rows) or false (a grid that chooses settings: the test rows are never scored)."
+        )
     confirmation = grid.setdefault("confirmation", True)
     allowed = ("eval_test_share", "eval_dedup")
     if not isinstance(confirmation, bool) and not (
@@ -569,7 +576,8 @@ def report(grid: dict) -> str:
             n = len(paired(seeds, base, "accuracy"))
             judged = ("f1", "nll", "ece") if tagging else ("accuracy", "nll", "ece")
             lines.append(f"| {setting} | {n} | " + " | ".join(cells) + f" | {verdict(seeds, base, judged)} |")
-        lines += confirmation_lines(grid, dataset, list(settings))
+        if grid.get("report_test", True):
+            lines += confirmation_lines(grid, dataset, list(settings))
     lines += ["", "Settings:", ""]
     lines += [setting_line(name, opts) for name, opts in grid["settings"].items()]
     lines += ["", f"Command: `python scripts/run_experiments.py --grid {grid.get('_path', '...')}`", ""]

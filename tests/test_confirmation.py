@@ -204,8 +204,12 @@ def test_a_new_grid_gets_the_protocol_and_an_old_one_says_false(tmp_path, monkey
     assert runner.run_options(custom, "d") == {"eval_test_share": 0.3, "eval_dedup": False, "dataset": "x"}
     with pytest.raises(ValueError, match=r"confirmation=\{'test_share': 0.3\} is not allowed; allowed: true \(the"):
         runner.load_grid(grid_file(confirmation={"test_share": 0.3}))
-    for path in sorted((ROOT / "configs" / "experiments").glob("*.yaml")):  # measured before the protocol
-        assert runner.load_grid(str(path))["confirmation"] is False, path.name
+    for name in ("ner", "regimes", "text_grid", "vit_grid", "vit_regimes"):  # measured before the protocol
+        assert runner.load_grid(str(ROOT / "configs" / "experiments" / f"{name}.yaml"))["confirmation"] is False
+    pilot = runner.load_grid(str(ROOT / "configs" / "experiments" / "few_labels_pilot.yaml"))
+    assert pilot["confirmation"] is True and pilot["report_test"] is False  # chooses settings: never scores tests
+    with pytest.raises(ValueError, match=r"report_test='no' is not allowed; allowed: true \(the report confirms"):
+        runner.load_grid(grid_file(report_test="no"))
     calls = []
 
     def fake_run(argv, **kwargs):
@@ -265,3 +269,5 @@ def test_the_report_scores_the_development_rows_and_confirms_on_the_test_rows(tm
     assert row in section and low > 0
     assert "Confirmation" not in old_section and "Development rows" not in old_section
     assert "| mix | 3 | 60.00 ± 0.00 |" in old_section
+    choosing = runner.report({**grid, "report_test": False})  # a grid that chooses settings never scores tests
+    assert "Confirmation" not in choosing and "| mix | 3 | 81.00 ± 1.00 |" in choosing and row not in choosing
