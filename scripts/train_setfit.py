@@ -39,6 +39,7 @@ Needs the `setfit` package (an optional dependency: `pip install -e '.[setfit]'`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 import tempfile
@@ -54,12 +55,12 @@ import numpy as np  # noqa: E402
 from common.cli import InputError, check_output_dir, input_errors, run_main  # noqa: E402
 from common.data import minilm_path, shift_text  # noqa: E402
 from common.runs import (  # noqa: E402
-    EVAL_COLUMNS,
     SHOWN,
     EvalPredictions,
     RunArguments,
     load_for_run,
     score_logits,
+    score_splits,
     versions,
     write_results,
 )
@@ -237,33 +238,10 @@ def score(
     """The metrics of `predict(texts) -> logits` on `data["validation"]` and each of `data["shifts"]` (with the
     keys of `common.runs.train_and_score`), and the predictions on the evaluation rows, ordered by row id."""
 
-    def scored(logits: np.ndarray, labels: np.ndarray) -> dict:
-        scores = score_logits(logits, labels, n_bins=n_bins)
-        if temperature is not None:
-            scaled = score_logits(logits, labels, temperature, n_bins=n_bins)
-            scores.update(nll_ts=scaled["nll"], ece_ts=scaled["ece"])
-        return scores
+    def predicted(part: Any) -> tuple[np.ndarray, np.ndarray]:
+        return predict(column(part, "text")), np.asarray(column(part, "labels"))
 
-    metrics: dict[str, Any] = {}
-    curves = None
-    for split, part in [("", data["validation"]), *[(f"shift/{s}/", p) for s, p in data["shifts"].items()]]:
-        logits, labels = predict(column(part, "text")), np.asarray(column(part, "labels"))
-        metrics.update({f"{split}{k}": v for k, v in scored(logits, labels).items()})
-        rows, parts = (np.asarray(column(part, c)) if c in part.column_names else None for c in EVAL_COLUMNS)
-        if parts is not None:
-            for name in ("dev", "test"):
-                keep = parts == name
-                metrics.update({f"{name}/{split}{k}": v for k, v in scored(logits[keep], labels[keep]).items()})
-        if not split:
-            probs = np.exp(logits - logits.max(-1, keepdims=True))
-            probs /= probs.sum(-1, keepdims=True)
-            rows = np.arange(len(labels)) if rows is None else rows
-            parts = np.full(len(labels), "all") if parts is None else parts
-            order = np.argsort(rows, kind="stable")
-            curves = EvalPredictions(probs[order], labels[order], rows[order], parts[order])
-    if temperature is not None:
-        metrics["temperature"] = temperature
-    return metrics, curves
+    return score_splits(data, predicted, functools.partial(score_logits, n_bins=n_bins), temperature)
 
 
 def main(argv: list[str] | None = None) -> dict:

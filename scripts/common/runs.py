@@ -229,6 +229,48 @@ def _eval_column(part: Any, name: str) -> np.ndarray | None:
 SHOWN = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("f1", "entity F1"), ("nll", "NLL"), ("ece", "ECE"))
 
 
+def score_splits(
+    data: dict, predict: Callable[[Any], tuple[np.ndarray, np.ndarray]], score: Callable[..., dict],
+    temperature: float | None,
+) -> tuple[dict[str, Any], EvalPredictions | None]:  # fmt: skip
+    """The metrics of `predict(part) -> (logits, labels)` on `data["validation"]` and each of `data["shifts"]`
+    (`shift/<spec>/...`), on all the rows and on the development and test parts apart (`dev/...`, `test/...`), with
+    `nll_ts` / `ece_ts` after `temperature`, and the class probabilities of the evaluation rows, ordered by row id
+    (None for logits that are not `[N, C]`)."""
+
+    def scored(logits: np.ndarray, labels: np.ndarray) -> dict:
+        scores = score(logits, labels)
+        if temperature is not None:
+            scaled = score(logits, labels, temperature)
+            scores.update(nll_ts=scaled["nll"], ece_ts=scaled["ece"])
+        return scores
+
+    metrics: dict[str, Any] = {}
+    curves = None
+    for split, part in [
+        ("", data["validation"]),
+        *[(f"shift/{s}/", p) for s, p in (data.get("shifts") or {}).items()],
+    ]:
+        rows, parts = (_eval_column(part, name) for name in EVAL_COLUMNS)
+        logits, labels = predict(part)
+        metrics.update({f"{split}{k}": v for k, v in scored(logits, labels).items()})
+        if parts is not None:
+            for name in ("dev", "test"):
+                keep = parts == name
+                metrics.update({f"{name}/{split}{k}": v for k, v in scored(logits[keep], labels[keep]).items()})
+        if not split and logits.ndim == 2:
+            shifted = np.asarray(logits, dtype=np.float64)
+            probs = np.exp(shifted - shifted.max(-1, keepdims=True))
+            probs /= probs.sum(-1, keepdims=True)
+            rows = np.arange(len(labels)) if rows is None else rows
+            parts = np.full(len(labels), "all") if parts is None else parts
+            order = np.argsort(rows, kind="stable")
+            curves = EvalPredictions(probs[order], labels[order], rows[order], parts[order])
+    if temperature is not None:
+        metrics["temperature"] = temperature
+    return metrics, curves
+
+
 def train_and_score(
     name: str,
     *,
@@ -257,8 +299,6 @@ def train_and_score(
         The metrics (shifted sets under `shift/<spec>/...`, training seconds, the training loss curve) and, for
         single-label classification, the `EvalPredictions` of the evaluation set (None otherwise).
     """
-    import torch
-
     from hiddenmix import MixupTrainer
     from hiddenmix.metrics import classification_metrics, fit_temperature
 
@@ -282,36 +322,12 @@ def train_and_score(
         held_out = trainer.predict(data["calibration"])
         temperature = fit_temperature(held_out.predictions, held_out.label_ids)
 
-    def scored(logits: np.ndarray, labels: np.ndarray) -> dict:
-        scores = score(logits, labels)
-        if temperature is not None:
-            scaled = score(logits, labels, temperature)
-            scores.update(nll_ts=scaled["nll"], ece_ts=scaled["ece"])
-        return scores
-
-    metrics: dict[str, Any] = {}
-    curves = None
-    for split, part in [
-        ("", data["validation"]),
-        *[(f"shift/{s}/", p) for s, p in (data.get("shifts") or {}).items()],
-    ]:
-        rows, parts = (_eval_column(part, name) for name in EVAL_COLUMNS)
+    def predicted(part: Any) -> tuple[np.ndarray, np.ndarray]:
         held = [c for c in EVAL_COLUMNS if c in getattr(part, "column_names", ())]
         prediction = trainer.predict(part.remove_columns(held) if held else part)
-        logits, labels = np.asarray(prediction.predictions), np.asarray(prediction.label_ids)
-        metrics.update({f"{split}{k}": v for k, v in scored(logits, labels).items()})
-        if parts is not None:
-            for name in ("dev", "test"):
-                keep = parts == name
-                metrics.update({f"{name}/{split}{k}": v for k, v in scored(logits[keep], labels[keep]).items()})
-        if not split and logits.ndim == 2:
-            probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()
-            rows = np.arange(len(labels)) if rows is None else rows
-            parts = np.full(len(labels), "all") if parts is None else parts
-            order = np.argsort(rows, kind="stable")
-            curves = EvalPredictions(probs[order], labels[order], rows[order], parts[order])
-    if temperature is not None:
-        metrics["temperature"] = temperature
+        return np.asarray(prediction.predictions), np.asarray(prediction.label_ids)
+
+    metrics, curves = score_splits(data, predicted, score, temperature)
     metrics["train_seconds"] = seconds
     metrics["train_loss_curve"] = [
         {"step": e["step"], "loss": e["loss"], **{k: v for k, v in e.items() if k.startswith("mix/loss")}}
