@@ -162,13 +162,20 @@ __all__ = [
 
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The module the user's call reaches: strips DDP / DataParallel / `torch.compile` wrappers."""
+    return wrappers_of(model)[-1]
+
+
+def wrappers_of(model: nn.Module) -> list[nn.Module]:
+    """`model`, each DDP / DataParallel / `torch.compile` wrapper inside it, and last the module they wrap."""
+    chain = [model]
     while True:
         if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
         elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
             model = model._orig_mod
         else:
-            return model
+            return chain
+        chain.append(model)
 
 
 def base_model(entry: nn.Module) -> nn.Module:

@@ -16,6 +16,7 @@ loss of the forward's own plan is put in their place.
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -37,17 +38,18 @@ class LoggedForward:
     Attributes:
         plan: the plan it was mixed by; None for a plain forward (eval, paused, without gradients, mixing off).
         kind: `mixed`, `training` (a training forward whose plan mixed nothing) or `plain`, for messages.
-        outputs: its output tensors, detached (their storage identifies logits taken from them, even as a view;
-            holding them keeps that storage from being reused, and keeps no autograd graph alive).
+        outputs: weak references to its output tensors and the address of each one's storage. Logits are placed by
+            that address (a view of an output shares it) while the output itself is alive: its storage cannot be
+            freed and reused before, and the log keeps no tensor, nor the memory of one, alive.
     """
 
     plan: MixPlan | None
     kind: str
-    outputs: tuple[Tensor, ...]
+    outputs: tuple[tuple[weakref.ref, int], ...]
 
     def made(self, logits: Tensor) -> bool:
         pointer = _storage(logits)
-        return any(_storage(t) == pointer for t in self.outputs)
+        return any(ref() is not None and address == pointer for ref, address in self.outputs)
 
 
 def _storage(tensor: Tensor) -> int:
@@ -63,9 +65,17 @@ class ForwardLog:
 
     def add(self, plan: MixPlan | None, output: Any) -> None:
         kind = "plain" if plan is None else ("mixed" if plan.mixed else "training")
-        tensors = tuple(t.detach() for t in output_tensors(output) if t.numel() > 0)
+        tensors = tuple((weakref.ref(t), _storage(t)) for t in output_tensors(output) if t.numel() > 0)
         self.forwards.append(LoggedForward(plan, kind, tensors))
         self.since_loss += 1
+
+    def loss_computed(self) -> None:
+        """A loss or targets were computed (for a forward found here, or for a plan given by hand)."""
+        self.since_loss = 0
+
+    def clear(self) -> None:
+        self.forwards.clear()
+        self.since_loss = 0
 
     def forward_of(self, logits: Tensor | None) -> LoggedForward | None:
         """The forward `logits` come from (None: no forward was seen, so nothing was mixed).

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ._compat import in_backward
-from .calls import TEXT_INPUTS, ForwardRecord, argument, base_model, read_call, replace_argument, unwrap_model
+from .calls import TEXT_INPUTS, ForwardRecord, argument, base_model, read_call, replace_argument, wrappers_of
 from .config import MixConfig
 from .copies import MIXER_COPY_MESSAGE, PICKLE_MESSAGE, mark_hooked, unmark
 from .dense import DenseTargets
@@ -92,7 +92,7 @@ class HiddenMixer:
         config = (config or MixConfig()).replace(**overrides) if overrides else (config or MixConfig())
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
-        entry = unwrap_model(model)
+        *self._wrappers, entry = wrappers_of(model)  # a deep copy of a wrapper is marked too (`hiddenmix.copies`)
         base = base_model(entry)
         self.config = config
         self.entry = entry
@@ -131,7 +131,7 @@ class HiddenMixer:
     @classmethod
     def of(cls, model: nn.Module) -> HiddenMixer | None:
         """The mixer attached to `model` (under any DDP / `torch.compile` / PEFT wrapper), or None."""
-        return _attached_to(base_model(unwrap_model(model)))
+        return _attached_to(base_model(wrappers_of(model)[-1]))
 
     @property
     def plan(self) -> MixPlan | None:
@@ -143,9 +143,8 @@ class HiddenMixer:
         return bool(self._handles)
 
     def problem_type(self) -> str | None:
-        """The declared problem type: `MixConfig.problem_type`, else the model config's when the mixer was attached;
-        None: read from each batch's labels (class ids or probability rows: single-label; float values:
-        regression; multi-hot rows must be declared)."""
+        """The declared problem type (`MixConfig`'s, else the model config's at attach); None: each batch's labels'
+        form says (class ids or probability rows: single-label; float values: regression)."""
         return self._declared_problem_type
 
     @property
@@ -223,6 +222,7 @@ class HiddenMixer:
             handle.remove()
         self._handles.clear()
         unmark(self._hooked_modules())
+        self.forwards.clear()
         self._plan = None
         for module in [m for m, ref in _ATTACHED.items() if ref() is self]:
             del _ATTACHED[module]
@@ -266,6 +266,7 @@ class HiddenMixer:
         if plan is None:
             forward = self.forwards.forward_of(logits)
             plan = forward.plan if forward is not None else None
+        self.forwards.loss_computed()
         if plan is None:
             return MixPlan.identity(labels.shape[0], labels.device, site=self.config.site)
         if plan is self._plan and plan.mixed and not self.last_forward.applied:
@@ -273,7 +274,7 @@ class HiddenMixer:
         return plan
 
     def _hooked_modules(self) -> list[nn.Module]:
-        return [self.entry, *(self.stack.modules if self.stack is not None else ())]
+        return [*self._wrappers, self.entry, *(self.stack.modules if self.stack is not None else ())]
 
     def _hooked(self) -> tuple[list[nn.Module], set[int]]:
         return self._hooked_modules(), {handle.id for handle in self._handles}

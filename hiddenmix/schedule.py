@@ -109,8 +109,8 @@ class MixSchedule:
             changes["prob"] = _interpolate(self.prob, at)
         off = self.off_epoch is not None and epoch >= self.off_epoch
         off = off or (self.off_for_last > 0 and max_steps > 0 and step >= (1.0 - self.off_for_last) * max_steps)
-        if off:
-            changes["enabled"] = False
+        if off:  # nothing mixed, and the loss stays the soft-target loss (enabled=False would be the plain model's)
+            changes["prob"] = 0.0
         return base.replace(**changes) if changes else base
 
 

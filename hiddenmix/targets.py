@@ -133,9 +133,11 @@ def mix_targets(
             raise ValueError(f"labels have {labels.shape[1]} classes per row but num_classes={num_classes}.")
         rows = labels.to(torch.float32)
         if inferred and problem_type == "single_label_classification":
-            # an undeclared [B, C] float form is read as class probabilities; multi-hot rows look the same
+            # an undeclared [B, C] float form is read as class probabilities; multi-hot rows look the same. The
+            # tolerance allows for the rounding of rows stored in low precision (bf16 softmax rows)
+            tolerance = max(1e-3, 2 * rows.shape[1] * torch.finfo(labels.dtype).eps)
             check_on_device(
-                ((rows >= 0) & (rows <= 1)).all() & ((rows.sum(-1) - 1).abs() < 1e-3).all(),
+                ((rows >= 0) & (rows <= 1)).all() & ((rows.sum(-1) - 1).abs() < tolerance).all(),
                 f"labels are float rows of shape {tuple(labels.shape)} and no problem type is declared, so they are "
                 "read as class probabilities (single-label), but some rows do not sum to 1 (multi-hot rows?). For "
                 "multi-label rows declare problem_type='multi_label_classification' (MixConfig.problem_type, or "

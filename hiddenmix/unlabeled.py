@@ -200,31 +200,43 @@ class UnlabeledRows:
         size = args.unlabeled_batch_size or args.per_device_train_batch_size
         self.stream = UnlabeledStream(dataset, size, collate, seed=args.seed, rank=rank, world_size=world_size)
         self.pad_id = getattr(tokenizer, "pad_token_id", None) or 0
-        self.mask_id = getattr(tokenizer, "mask_token_id", None)
-        if self.mask_id is None:
-            self.mask_id = getattr(tokenizer, "unk_token_id", None)
+        self.mask_id = _mask_id(tokenizer)
         if args.unlabeled_augment == "token_dropout" and args.unlabeled_views and self.mask_id is None:
-            raise ValueError(
-                "unlabeled_augment='token_dropout' replaces tokens with the tokenizer's mask (or unknown) token, but "
-                "the trainer was given no processing_class that has one; pass processing_class=tokenizer, or use "
-                "unlabeled_augment='swap' or 'none'."
-            )
+            raise ValueError(TOKEN_DROPOUT_NEEDS)
         self.left = left_padding
         self.seed = args.seed + 7919 * rank  # the views' stream: its own per process
         self._generator: torch.Generator | None = None
         self._resumed: Tensor | None = None  # a saved state of the views' generator, set on its device at first use
 
-    @classmethod
-    def for_trainer(cls, trainer: Any, dataset: Any) -> UnlabeledRows | None:
-        """A `MixupTrainer`'s unlabelled rows (None without `dataset`), checked against its arguments and mixer."""
+    @staticmethod
+    def check(args: Any, dataset: Any, tokenizer: Any = None, *, world_size: int | None = None) -> None:
+        """What can be checked before a run starts: unlabelled-row options only with unlabelled rows, and (given the
+        tokenizer and the number of processes) enough rows for a batch on each process and a token to drop to.
+
+        Raises:
+            ValueError: naming the option or the dataset, the value and what is allowed.
+        """
         from .config import UNLABELED_OPTIONS
 
-        args = trainer.args
         given = {name: getattr(args, name) for name, default in UNLABELED_OPTIONS.items()
                  if getattr(args, name) != default}  # fmt: skip
         if dataset is None:
             if given:
                 raise ValueError(f"MixupTrainer was given unlabelled-row options {given} but no unlabeled_dataset.")
+            return
+        if world_size is not None:
+            UnlabeledStream(dataset, args.unlabeled_batch_size or args.per_device_train_batch_size, list,
+                            seed=0, world_size=world_size)  # fmt: skip
+            if args.unlabeled_augment == "token_dropout" and args.unlabeled_views and _mask_id(tokenizer) is None:
+                raise ValueError(TOKEN_DROPOUT_NEEDS)
+
+    @classmethod
+    def for_trainer(cls, trainer: Any, dataset: Any) -> UnlabeledRows | None:
+        """A `MixupTrainer`'s unlabelled rows (None without `dataset`), checked against its arguments and mixer."""
+
+        args = trainer.args
+        cls.check(args, dataset)
+        if dataset is None:
             return None
         problem = trainer.mixer.problem_type()
         if problem not in (None, "single_label_classification") or args.clean_loss_weight > 0:
@@ -241,7 +253,12 @@ class UnlabeledRows:
     def join(self, model: nn.Module, inputs: dict) -> tuple[dict, Tensor]:
         """`(batch, guessed)`: the labelled `inputs` followed by the next unlabelled rows and their views, padded
         together, and the `[U, C]` guessed class distributions of the unlabelled rows."""
-        unlabeled = {k: v.to(inputs["input_ids"].device) for k, v in self.stream.next().items()}
+        device = inputs["input_ids"].device
+        # pinned and non-blocking on a GPU: the copy does not wait for the device queue
+        unlabeled = {
+            k: v.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else v.to(device)
+            for k, v in self.stream.next().items()
+        }
         views = [unlabeled]
         for _ in range(self.args.unlabeled_views):
             ids = augment_ids(
@@ -270,6 +287,18 @@ class UnlabeledRows:
     def load_state_dict(self, state: dict) -> None:
         self.stream.load_state_dict(state["stream"])
         self._generator, self._resumed = None, state.get("views")
+
+
+TOKEN_DROPOUT_NEEDS = (
+    "unlabeled_augment='token_dropout' replaces tokens with the tokenizer's mask (or unknown) token, but the trainer "
+    "was given no processing_class that has one; pass processing_class=tokenizer, or use unlabeled_augment='swap' or "
+    "'none'."
+)
+
+
+def _mask_id(tokenizer: Any) -> int | None:
+    mask = getattr(tokenizer, "mask_token_id", None)
+    return mask if mask is not None else getattr(tokenizer, "unk_token_id", None)
 
 
 def rampup(step: int, total: int, share: float) -> float:

@@ -46,6 +46,7 @@ from common.runs import (  # noqa: E402
 )
 from hiddenmix import MixupTrainingArguments  # noqa: E402
 from hiddenmix.sites import is_decoder_only  # noqa: E402
+from hiddenmix.unlabeled import UnlabeledRows  # noqa: E402
 
 
 @dataclass
@@ -186,6 +187,9 @@ def main(argv: list[str] | None = None) -> dict:
         data["shifts"] = {spec: shift_text(data["validation"], spec) for spec in run.eval_shifts or []}
         runs = planned_runs(args, run)
         tokenizer, model = first_model(lambda: build(script, label_names), runs, args.seed)
+        for name, run_args in runs.items():  # unlabelled rows go to the mixed run, never to the no-mix baseline
+            rows = data.get("unlabeled") if name != "no-mix" else None
+            UnlabeledRows.check(run_args, rows, tokenizer, world_size=max(run_args.world_size, 1))
     tokenized = {k: tokenize(v, tokenizer, script) for k, v in data.items() if k != "shifts" and v is not None}
     tokenized["shifts"] = {k: tokenize(v, tokenizer, script) for k, v in data["shifts"].items()}
     # rows scored (not trained on) are batched by length: far less padding, the same scores

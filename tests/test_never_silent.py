@@ -103,6 +103,20 @@ def test_logits_the_mixer_cannot_place_after_several_forwards_are_an_error_that_
     assert torch.isfinite(mixer.loss(own, labels, plan=mixer.forwards.forwards[-2].plan))
 
 
+def test_a_loop_on_outputs_loss_can_still_ask_for_targets_and_the_log_holds_no_tensor_alive():
+    model = tiny_model("bert", dropout=False).train()
+    batch, labels = padded_batch("bert")
+    mixer = HiddenMixer(model, MixConfig(seed=0, mixup_alpha=1.0))
+    for _ in range(3):  # each step: outputs.loss, then the targets of the same forward (e.g. to log them)
+        out = model(**batch, labels=labels)
+        out.loss.backward()
+        assert torch.equal(mixer.targets(labels).target, mixer.targets(labels, plan=mixer.plan).target)
+    (ref, _), *_ = mixer.forwards.forwards[-1].outputs
+    assert ref() is out.logits
+    del out
+    assert ref() is None  # the log keeps no output (nor its memory) alive
+
+
 # ---------------------------------------------------------------------- 3. the loss function never changes in a run
 def test_the_loss_function_does_not_change_when_evaluation_writes_problem_type_into_the_config():
     model = tiny_classifier("single").train()
@@ -117,6 +131,14 @@ def test_the_loss_function_does_not_change_when_evaluation_writes_problem_type_i
     assert model.config.problem_type == "multi_label_classification"
     assert mixer.problem_type() is None
     assert torch.equal(mixer.loss(logits, rows), before)
+
+
+def test_probability_rows_stored_in_bf16_are_still_probability_rows():
+    logits = torch.randn(4, 3)
+    rows = torch.full((4, 3), 1 / 3).bfloat16()  # 0.333984375 each: the row sums to 1.00195
+    assert (rows.float().sum(-1) - 1).abs().max() > 1e-3
+    loss = mixup_loss(logits, rows, MixPlan.identity(4, torch.device("cpu")))
+    assert torch.isfinite(loss)
 
 
 def test_multi_hot_rows_without_a_declared_problem_type_are_refused_naming_problem_type():
@@ -168,6 +190,18 @@ def test_a_deep_copy_of_an_attached_model_is_a_plain_model_and_the_original_stil
         assert own.plan.mixed
     mixer.remove()
     assert _hook_counts(model) == 0 and "__deepcopy__" not in model.__dict__
+
+
+def test_a_deep_copy_of_a_compiled_attached_model_is_a_compiled_plain_model():
+    model = tiny_model("bert", dropout=False).train()
+    compiled = torch.compile(model)  # nothing is compiled until a forward runs
+    mixer = HiddenMixer(compiled, MixConfig(seed=0))
+    twin = copy.deepcopy(compiled)
+    assert type(twin) is type(compiled) and twin._orig_mod is not model
+    assert _hook_counts(twin._orig_mod) == 0 and HiddenMixer.of(twin) is None
+    assert "__deepcopy__" not in twin.__dict__ and "__deepcopy__" not in twin._orig_mod.__dict__
+    mixer.remove()
+    assert "__deepcopy__" not in compiled.__dict__ and _hook_counts(model) == 0
 
 
 def test_pickling_an_attached_model_says_to_remove_the_mixer_first():

@@ -176,6 +176,9 @@ def test_every_shipped_text_config_parses_to_what_it_says(cfg):
         ("few-rows", ["--train_samples_per_class", "50"], r"train_samples_per_class=50 but class 0 has \d+ training"),
         ("bad-shift", ["--eval_shifts", "blur:0.2"], r"eval_shifts holds 'blur:0.2'; allowed: NAME:STRENGTH with NA"),
         ("bad-layers", ["--layers", "9"], r"MixConfig.layers=\[9\] holds 9, out of range for a model with 2 layers"),
+        ("unlabeled-options-alone", ["--unlabeled_views", "2"], r"unlabelled-row options \{'unlabeled_views': 2\}"),
+        ("few-unlabeled", ["--train_samples_per_class", "2", "--unlabeled_samples", "2", "--unlabeled_batch_size",
+                           "4"], r"unlabeled_dataset has 2 rows, fewer than one batch of unlabeled_batch_size=4"),
     ],
 )  # fmt: skip
 def test_bad_input_is_refused_and_nothing_is_written(tiny_model_dir, tmp_path, setup, extra, match):

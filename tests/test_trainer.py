@@ -249,12 +249,13 @@ def test_schedule_values_by_step_and_epoch():
     by_step = MixSchedule(unit="step", mixup_alpha=((0, 0.0), (10, 1.0)), off_for_last=0.2)
     assert by_step.config_at(base, step=0, epoch=0, max_steps=10).mixup_alpha == 0.0
     assert by_step.config_at(base, step=5, epoch=0, max_steps=10).mixup_alpha == pytest.approx(0.5)
-    assert by_step.config_at(base, step=7, epoch=0, max_steps=10).enabled
-    assert not by_step.config_at(base, step=8, epoch=0, max_steps=10).enabled  # the last 20 %: steps 8 and 9
+    assert by_step.config_at(base, step=7, epoch=0, max_steps=10).active
+    assert not by_step.config_at(base, step=8, epoch=0, max_steps=10).active  # the last 20 %: steps 8 and 9
     by_epoch = MixSchedule(prob=((0, 0.2), (2, 1.0)), off_epoch=3)
     assert by_epoch.config_at(base, step=0, epoch=1.0, max_steps=100).prob == pytest.approx(0.6)
-    assert by_epoch.config_at(base, step=0, epoch=2.9, max_steps=100).enabled
-    assert not by_epoch.config_at(base, step=0, epoch=3.0, max_steps=100).enabled
+    assert by_epoch.config_at(base, step=0, epoch=2.9, max_steps=100).active
+    assert not by_epoch.config_at(base, step=0, epoch=3.0, max_steps=100).active
+    assert by_epoch.config_at(base, step=0, epoch=3.0, max_steps=100).enabled  # still the mixer's loss: prob 0
 
 
 @pytest.mark.parametrize(
