@@ -542,7 +542,11 @@ def report(grid: dict) -> str:
         if any(r.get("part") == "dev" for seeds in settings.values() for r in seeds.values()):
             lines += [
                 "Development rows: the tables below score the runs on the evaluation rows that are not test rows; "
-                "the test rows are scored only in the confirmation table.",
+                + (
+                    "the test rows are scored only in the confirmation table."
+                    if grid.get("report_test", True)
+                    else "this grid chooses settings, and never scores its test rows."
+                ),
                 "",
             ]
         curve = _final_loss(base)
