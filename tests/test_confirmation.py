@@ -269,5 +269,18 @@ def test_the_report_scores_the_development_rows_and_confirms_on_the_test_rows(tm
     assert row in section and low > 0
     assert "Confirmation" not in old_section and "Development rows" not in old_section
     assert "| mix | 3 | 60.00 ± 0.00 |" in old_section
+    # where the grid runs SetFit, each setting is also confirmed against it
+    for seed in (0, 1, 2):
+        probs = predictions(labels, rng.random(60) < 0.75)
+        write_run(tmp_path / "d" / "setfit" / f"seed{seed}", {"accuracy": 0.5, "nll": 1.0, "ece": 0.1},
+                  np.arange(60), labels, probs, parts)  # fmt: skip
+        found.setdefault("setfit", {})[seed] = (np.arange(60)[parts == "test"], labels[parts == "test"],
+                                                probs[parts == "test"])  # fmt: skip
+    with_setfit = runner.report({**grid, "settings": {**grid["settings"], "setfit": {"script": "setfit"}}})
+    against = with_setfit.split("against SetFit")[1]
+    versus = runner.paired_bootstrap(found["mix"], found["setfit"])
+    mean, low, high = (100 * v for v in versus["accuracy"])
+    assert f"| mix | 3 | 30 | {mean:+.2f} [{low:+.2f}, {high:+.2f}] |" in against and "| setfit |" not in against
+    assert "against SetFit" not in text
     choosing = runner.report({**grid, "report_test": False})  # a grid that chooses settings never scores tests
     assert "Confirmation" not in choosing and "| mix | 3 | 81.00 ± 1.00 |" in choosing and row not in choosing
