@@ -228,8 +228,7 @@ class MixupTrainer(Trainer):
         outputs = model(**inputs)
         plan = self.mixer.plan
         if plan is None:  # mixing off (config or schedule): the plain soft-target loss, label smoothing included
-            plan = MixPlan.identity(inputs["input_ids" if "input_ids" in inputs else next(iter(inputs))].shape[0],
-                                    labels.device, site=self.mixer.config.site)  # fmt: skip
+            plan = MixPlan.identity(_logits(outputs).shape[0], labels.device, site=self.mixer.config.site)
         if num_items_in_batch is None:
             count = self._counted_rows(labels).clamp_min(1)
         else:
